@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -20,9 +21,7 @@ LUA_MODULES = (
 
 
 def nginx_binary() -> str | None:
-    return shutil.which("nginx") or (
-        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
-    )
+    return shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 
 
 def has_lua_module() -> bool:
@@ -106,7 +105,7 @@ class NginxProcess:
 
     def _check_alive(self) -> bool:
         if self._proc is not None and self._proc.poll() is not None:
-            log = (self.prefix / "logs" / "error.log")
+            log = self.prefix / "logs" / "error.log"
             tail = log.read_text()[-2000:] if log.exists() else ""
             stderr = (self.prefix / "logs" / "stderr.log").read_text()[-2000:]
             raise RuntimeError(f"nginx exited with {self._proc.returncode}: {stderr} {tail}")
@@ -150,10 +149,8 @@ class NginxProcess:
         if self._proc is None or self._proc.poll() is not None:
             return
         for proc in children(self.pid):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         self._proc.kill()
         self._proc.wait(timeout=10)
         # Workers orphaned by the master's death are reparented; wait for them to go.

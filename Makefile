@@ -1,0 +1,32 @@
+# The two commands of the README, and the pieces they are made of.
+MODE ?= reload
+PY := .venv/bin/python
+
+.PHONY: demo test bootstrap lint typecheck pytest bench bench-quick clean
+
+demo: bootstrap  ## set up, then run the agent against the dev Consul and a real nginx
+	$(PY) scripts/demo.py --mode $(MODE)
+
+test: bootstrap lint typecheck pytest  ## set up, then run the whole suite (what CI runs)
+
+bootstrap:
+	@bash scripts/bootstrap.sh
+
+lint:
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+typecheck:
+	.venv/bin/mypy
+
+pytest:
+	.venv/bin/pytest -q
+
+bench: bootstrap  ## reload vs api, default run (~5 minutes)
+	$(PY) -m bench.run
+
+bench-quick: bootstrap
+	$(PY) -m bench.run --quick
+
+clean:
+	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache .hypothesis

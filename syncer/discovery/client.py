@@ -1,0 +1,137 @@
+"""The Consul HTTP client: py-consul's transport, with every header a watcher needs.
+
+py-consul's endpoint helpers return only ``(index, data)``; blocking-query rules also need
+``X-Consul-KnownLeader``, ``X-Consul-LastContact`` and the status code, so queries go
+through py-consul's HTTP client (its session, TLS and blocking-aware timeouts) with a
+callback that keeps the whole answer. The token travels in a header, never in the URL.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import consul
+import requests
+from requests.adapters import HTTPAdapter
+
+from syncer.config import ConsulSettings
+from syncer.discovery.blocking import format_wait, query_index
+
+MAX_BODY = 64 * 1024 * 1024  # a health answer larger than this is not something we parse
+
+
+class ConsulError(Exception):
+    """A query that produced no usable answer. ``status`` is None for transport errors."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Answer:
+    index: int | None
+    body: Any
+    known_leader: bool | None
+    last_contact_ms: int | None
+    filtered_by_acls: bool
+
+
+@dataclass(frozen=True)
+class _Raw:
+    code: int
+    headers: Any
+    body: str
+
+
+def _int_header(headers: Any, name: str) -> int | None:
+    value = headers.get(name)
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _describe(code: int, body: str) -> str:
+    text = body.strip().splitlines()[0][:200] if body.strip() else ""
+    if code == 429:
+        return f"429 Too Many Requests from Consul (connection cap or rate limit): {text}"
+    if code == 403:
+        return f"403 from Consul, the token lacks permission: {text}"
+    return f"{code} from Consul: {text}"
+
+
+class ConsulClient:
+    def __init__(self, settings: ConsulSettings) -> None:
+        self.settings = settings
+        verify: bool | str = str(settings.ca_file) if settings.ca_file else settings.verify
+        cert = (str(settings.cert_file), str(settings.key_file)) if settings.cert_file else None
+        # token=None: we set the header ourselves (py-consul would prefer CONSUL_HTTP_TOKEN
+        # over an explicit token, which breaks "flags win").
+        self._consul = consul.Consul(
+            host=settings.host,
+            port=settings.port,
+            scheme=settings.scheme,
+            verify=verify,
+            cert=cert,
+            dc=settings.datacenter,
+            connections_timeout=settings.connect_timeout,
+        )
+        # One pool shared by every watch, blocking when full: the hard cap on how many
+        # connections this agent holds to Consul.
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=settings.max_connections, pool_block=True, max_retries=0)
+        session: requests.Session = self._consul.http.session
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        self._headers = {"X-Consul-Token": settings.token} if settings.token else {}
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.settings.scheme}://{self.settings.address}"
+
+    def _get(self, path: str, params: list[tuple[str, Any]]) -> _Raw:
+        if self.settings.consistency != "default":
+            params.append((self.settings.consistency, "1"))
+        if self.settings.datacenter:
+            params.append(("dc", self.settings.datacenter))
+        try:
+            raw: _Raw = self._consul.http.get(
+                lambda r: _Raw(r.code, r.headers, r.body), path, params=params, headers=dict(self._headers)
+            )
+        except requests.RequestException as exc:
+            raise ConsulError(f"Consul at {self.base_url} unreachable: {type(exc).__name__}: {exc}") from exc
+        return raw
+
+    def _blocking(self, path: str, index: int, wait: float, params: list[tuple[str, Any]]) -> Answer:
+        sent = query_index(index)
+        if sent is not None:
+            params = [("index", sent), ("wait", format_wait(wait)), *params]
+        raw = self._get(path, params)
+        if raw.code != 200:
+            raise ConsulError(_describe(raw.code, raw.body), status=raw.code)
+        if len(raw.body) > MAX_BODY:
+            raise ConsulError(f"answer from {path} is {len(raw.body)} bytes, over the {MAX_BODY} limit")
+        try:
+            body = json.loads(raw.body)
+        except ValueError as exc:
+            raise ConsulError(f"answer from {path} is not JSON: {exc}; starts {raw.body[:80]!r}") from exc
+        leader = raw.headers.get("X-Consul-KnownLeader")
+        return Answer(
+            index=_int_header(raw.headers, "X-Consul-Index"),
+            body=body,
+            known_leader=None if leader is None else leader.lower() == "true",
+            last_contact_ms=_int_header(raw.headers, "X-Consul-LastContact"),
+            filtered_by_acls=raw.headers.get("X-Consul-Results-Filtered-By-ACLs", "").lower() == "true",
+        )
+
+    def health_service(self, name: str, index: int = 0, wait: float = 300.0, passing: bool = True) -> Answer:
+        params: list[tuple[str, Any]] = [("passing", "1")] if passing else []
+        return self._blocking(f"/v1/health/service/{name}", index, wait, params)
+
+    def catalog_services(self, index: int = 0, wait: float = 300.0) -> Answer:
+        return self._blocking("/v1/catalog/services", index, wait, [])
+
+    def close(self) -> None:
+        self._consul.http.session.close()

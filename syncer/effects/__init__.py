@@ -1,0 +1,1 @@
+"""The edges that touch the machine: files and subprocesses. Sinks receive these."""

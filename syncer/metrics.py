@@ -1,0 +1,49 @@
+"""Prometheus metrics. One ``Metrics`` object per agent, on its own registry, so tests
+and embedded uses never collide with the process-wide default registry."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 660.0)
+_APPLY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.instances = Gauge("syncer_instances", "Healthy instances per service, as applied", ["service"], registry=r)
+        self.rejected = Counter(
+            "syncer_rejected_instances_total", "Instances refused by validation", ["service", "field"], registry=r
+        )
+        self.syncs = Counter("syncer_syncs_total", "Sync passes by outcome", ["outcome"], registry=r)
+        self.reloads = Counter("syncer_reloads_total", "nginx reloads by outcome", ["outcome"], registry=r)
+        self.config_tests = Counter("syncer_nginx_tests_total", "nginx -t runs by outcome", ["outcome"], registry=r)
+        self.pushes = Counter(
+            "syncer_pushes_total", "Upstream pushes to the dynamic endpoint by outcome", ["outcome"], registry=r
+        )
+        self.held_drops = Counter(
+            "syncer_held_drops_total", "Sharp drops held for confirmation", ["service", "outcome"], registry=r
+        )
+        self.last_success = Gauge(
+            "syncer_last_success_timestamp_seconds", "Unix time of the last successful sync", registry=r
+        )
+        self.consul_latency = Histogram(
+            "syncer_consul_request_duration_seconds",
+            "Consul query duration (blocking queries wait by design)",
+            ["endpoint", "blocking"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.consul_errors = Counter(
+            "syncer_consul_errors_total", "Failed Consul queries by kind", ["endpoint", "kind"], registry=r
+        )
+        self.change_to_applied = Histogram(
+            "syncer_change_to_applied_seconds",
+            "From a Consul answer carrying a change to nginx having it",
+            ["mode"],
+            buckets=_APPLY_BUCKETS,
+            registry=r,
+        )
+        self.healthy = Gauge("syncer_healthy", "1 when /healthz answers 200", registry=r)

@@ -1,0 +1,319 @@
+"""Render a complete example nginx.conf for either sync mode (``syncer nginx-example``).
+
+The output starts as printed with ``nginx -p PREFIX -c FILE``: relative paths
+(pid, logs, temp folders) resolve against PREFIX, except ``include`` which nginx
+resolves against the folder of the config file. Every value that lands in the
+config is validated first, so an option can never inject nginx syntax.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import re
+import sys
+from dataclasses import dataclass, field
+from typing import Literal
+
+import jinja2
+
+from syncer import resources
+
+Mode = Literal["reload", "api"]
+
+UPSTREAM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+# Paths go into nginx directives and into Lua string literals unquoted: no
+# whitespace, quotes, backslashes, ';', '{', '}', '$' or '#'.
+SAFE_PATH = re.compile(r"[A-Za-z0-9_./@+:=,~%-]+")
+SIZE = re.compile(r"[0-9]+[kKmM]?")
+DURATION = re.compile(r"[0-9]+(ms|s|m)?")
+USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}( [a-z_][a-z0-9_-]{0,31})?")
+LOG_LEVELS = ("debug", "info", "notice", "warn", "error", "crit", "alert", "emerg")
+
+LUA_MODULE_LINES = (
+    "/usr/lib/nginx/modules/ndk_http_module.so",
+    "/usr/lib/nginx/modules/ngx_http_lua_module.so",
+)
+
+
+def _default_lua_dir() -> str:
+    return str(resources.lua_dir())
+
+
+@dataclass(frozen=True)
+class ExampleOptions:
+    """What the example config needs to know; defaults suit a local trial run."""
+
+    listen: str = "127.0.0.1:8080"
+    """Address for proxied traffic: ``PORT``, ``IPv4:PORT`` or ``[IPv6]:PORT``."""
+    admin_listen: str = "127.0.0.1:8081"
+    """Admin API (api mode): ``127.x.x.x:PORT``, ``[::1]:PORT`` or ``unix:/path``."""
+    services: tuple[str, ...] = ("web",)
+    """Upstream names; Host ``<service>`` or ``<service>.*`` routes there, default the first."""
+    token_file: str = "/etc/syncer/admin.token"  # noqa: S105 - a path, not a secret
+    snapshot_file: str | None = "/var/lib/syncer/snapshot.json"
+    lua_dir: str = field(default_factory=_default_lua_dir)
+    upstream_conf: str = "/etc/nginx/syncer/upstream.conf"
+    """Reload mode: the file syncer renders and the config includes."""
+    pid_path: str = "logs/nginx.pid"
+    error_log: str = "logs/error.log"
+    error_log_level: str = "warn"
+    access_log: str | None = "logs/access.log"
+    """``None`` turns the access log off."""
+    admin_access_log: str | None = "logs/admin-access.log"
+    temp_dir_prefix: str | None = "temp_"
+    """Prefix-relative temp folders (``temp_proxy`` ...) so a non-default prefix works;
+    ``None`` keeps the compiled-in ones."""
+    worker_processes: int | Literal["auto"] = "auto"
+    worker_connections: int = 1024
+    load_modules: bool = True
+    """Emit ``load_module`` lines (a ``-p/-c`` nginx does not read modules-enabled/)."""
+    user: str | None = None
+    """``user`` directive (only meaningful when nginx starts as root)."""
+    dict_name: str = "syncer_upstreams"
+    dict_size: str = "10m"
+    max_body: int = 1048576
+    keepalive: int = 64
+    connect_timeout: str = "2s"
+    next_upstream_tries: int = 3
+    debug_headers: bool = False
+    """Add ``X-Syncer-Worker`` (worker pid) and ``X-Syncer-Upstream-Addr`` to proxied
+    responses: handy when checking which worker and server answered; off in production."""
+
+
+class ExampleError(ValueError):
+    """An option value that cannot go into nginx.conf."""
+
+
+def _check_listen(value: str, what: str, *, loopback_only: bool) -> None:
+    refuse = f"{what}: the admin API must listen on loopback or a unix socket, got {value!r}"
+    if value.startswith("unix:"):
+        path = value[5:]
+        if not path.startswith("/") or not SAFE_PATH.fullmatch(path):
+            raise ExampleError(f"{what}: unix socket path must be absolute and plain, got {value!r}")
+        return
+    host: str | None = None
+    if value.isdigit():
+        port_text = value
+    else:
+        match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:([0-9]{1,5})|([0-9.]+|\*):([0-9]{1,5})", value)
+        if match is None:
+            raise ExampleError(f"{what}: expected PORT, IPv4:PORT or [IPv6]:PORT, got {value!r}")
+        host = match.group(1) or match.group(3)
+        port_text = match.group(2) or match.group(4)
+    if not 1 <= int(port_text) <= 65535:
+        raise ExampleError(f"{what}: port out of range in {value!r}")
+    if host is None or host == "*":
+        if loopback_only:
+            raise ExampleError(refuse)
+        return
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError as exc:
+        raise ExampleError(f"{what}: {exc}") from exc
+    if loopback_only and not address.is_loopback:
+        raise ExampleError(refuse)
+
+
+def _check_path(value: str, what: str) -> None:
+    if not SAFE_PATH.fullmatch(value):
+        raise ExampleError(f"{what}: path may hold only letters, digits and _./@+:=,~%- ; got {value!r}")
+
+
+def validate(mode: Mode, opts: ExampleOptions) -> None:
+    """Raise ExampleError for any option that would not make a working, safe config."""
+    if mode not in ("reload", "api"):
+        raise ExampleError(f"mode must be 'reload' or 'api', got {mode!r}")
+    if not opts.services:
+        raise ExampleError("services: at least one service is needed")
+    seen: set[str] = set()
+    for service in opts.services:
+        if not UPSTREAM_NAME.fullmatch(service):
+            raise ExampleError(f"services: invalid upstream name {service!r}")
+        if service.lower() in seen:
+            raise ExampleError(f"services: {service!r} is listed twice (Host matching ignores case)")
+        seen.add(service.lower())
+    _check_listen(opts.listen, "listen", loopback_only=False)
+    if mode == "api":
+        _check_listen(opts.admin_listen, "admin_listen", loopback_only=True)
+        _check_path(opts.token_file, "token_file")
+        if opts.snapshot_file is not None:
+            _check_path(opts.snapshot_file, "snapshot_file")
+        _check_path(opts.lua_dir, "lua_dir")
+        if not SIZE.fullmatch(opts.dict_size):
+            raise ExampleError(f"dict_size: expected a size like 10m, got {opts.dict_size!r}")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", opts.dict_name):
+            raise ExampleError(f"dict_name: invalid shared dict name {opts.dict_name!r}")
+        if not 1024 <= opts.max_body <= 256 * 1024 * 1024:
+            raise ExampleError(f"max_body: expected 1024..268435456 bytes, got {opts.max_body}")
+    else:
+        _check_path(opts.upstream_conf, "upstream_conf")
+    for what, path in (
+        ("pid_path", opts.pid_path),
+        ("error_log", opts.error_log),
+        ("access_log", opts.access_log),
+        ("admin_access_log", opts.admin_access_log),
+        ("temp_dir_prefix", opts.temp_dir_prefix),
+    ):
+        if path is not None:
+            _check_path(path, what)
+    if opts.error_log_level not in LOG_LEVELS:
+        raise ExampleError(f"error_log_level: one of {', '.join(LOG_LEVELS)}, got {opts.error_log_level!r}")
+    if opts.worker_processes != "auto" and not (
+        isinstance(opts.worker_processes, int) and 1 <= opts.worker_processes <= 1024
+    ):
+        raise ExampleError(f"worker_processes: 'auto' or 1..1024, got {opts.worker_processes!r}")
+    if not 16 <= opts.worker_connections <= 1_000_000:
+        raise ExampleError(f"worker_connections: 16..1000000, got {opts.worker_connections}")
+    if not 1 <= opts.keepalive <= 100_000:
+        raise ExampleError(f"keepalive: 1..100000, got {opts.keepalive}")
+    if not 0 <= opts.next_upstream_tries <= 100:
+        raise ExampleError(f"next_upstream_tries: 0..100, got {opts.next_upstream_tries}")
+    if not DURATION.fullmatch(opts.connect_timeout):
+        raise ExampleError(f"connect_timeout: expected a duration like 2s, got {opts.connect_timeout!r}")
+    if opts.user is not None and not USER.fullmatch(opts.user):
+        raise ExampleError(f"user: expected 'USER' or 'USER GROUP', got {opts.user!r}")
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(resources.templates_dir())),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,  # noqa: S701 - nginx.conf, not HTML; every value is validated above
+    )
+
+
+def render_example(mode: Mode, opts: ExampleOptions) -> str:
+    """The complete nginx.conf for ``mode`` ("reload" or "api")."""
+    validate(mode, opts)
+    temp_paths: list[tuple[str, str]] = []
+    if opts.temp_dir_prefix is not None:
+        temp_paths = [
+            (f"{kind}_temp_path", f"{opts.temp_dir_prefix}{kind}")
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        ]
+    template = _environment().get_template(f"nginx-{mode}.conf.j2")
+    return template.render(
+        load_modules=opts.load_modules,
+        user=opts.user,
+        worker_processes=opts.worker_processes,
+        worker_connections=opts.worker_connections,
+        pid_path=opts.pid_path,
+        error_log=opts.error_log,
+        error_log_level=opts.error_log_level,
+        access_log=opts.access_log or "off",
+        admin_access_log=opts.admin_access_log or "off",
+        temp_paths=temp_paths,
+        lua_dir=opts.lua_dir.rstrip("/") or "/",
+        dict=opts.dict_name,
+        dict_size=opts.dict_size,
+        token_file=opts.token_file,
+        snapshot_file=opts.snapshot_file,
+        max_body=opts.max_body,
+        services=list(opts.services),
+        listen=opts.listen,
+        admin_listen=opts.admin_listen,
+        keepalive=opts.keepalive,
+        connect_timeout=opts.connect_timeout,
+        next_upstream_tries=opts.next_upstream_tries,
+        upstream_conf=opts.upstream_conf,
+        debug_headers=opts.debug_headers,
+    )
+
+
+def _workers(value: str) -> int | Literal["auto"]:
+    if value == "auto":
+        return "auto"
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number, got {value!r}") from exc
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``syncer nginx-example``."""
+    d = ExampleOptions(lua_dir="")
+    parser.add_argument("--mode", choices=("reload", "api"), required=True, help="sync mode to configure")
+    parser.add_argument("--listen", default=d.listen, help=f"traffic listen address (default {d.listen})")
+    parser.add_argument(
+        "--admin-listen",
+        default=d.admin_listen,
+        help=f"api mode: admin API address, loopback or unix:/path (default {d.admin_listen})",
+    )
+    parser.add_argument(
+        "--service",
+        dest="services",
+        action="append",
+        metavar="NAME",
+        help="upstream name, repeatable; Host NAME or NAME.* routes to it, the first is the default (default: web)",
+    )
+    parser.add_argument("--token-file", default=d.token_file, help=f"api mode (default {d.token_file})")
+    parser.add_argument(
+        "--snapshot-file",
+        default=d.snapshot_file,
+        help=f"api mode: snapshot loaded on a cold start, '' for none (default {d.snapshot_file})",
+    )
+    parser.add_argument("--lua-dir", default=None, help="folder holding syncer/*.lua (default: shipped copy)")
+    parser.add_argument(
+        "--upstream-conf",
+        default=d.upstream_conf,
+        help=f"reload mode: the rendered upstream file to include (default {d.upstream_conf})",
+    )
+    parser.add_argument("--pid", dest="pid_path", default=d.pid_path, help="pid file, prefix-relative ok")
+    parser.add_argument("--error-log", default=d.error_log, help="error log, prefix-relative ok")
+    parser.add_argument("--access-log", default=d.access_log, help="access log, '' for off")
+    parser.add_argument("--worker-processes", type=_workers, default=d.worker_processes)
+    parser.add_argument("--dict-size", default=d.dict_size, help="api mode: lua_shared_dict size")
+    parser.add_argument(
+        "--no-load-module",
+        dest="load_modules",
+        action="store_false",
+        help="api mode: omit load_module lines (when modules-enabled/ already loads them)",
+    )
+    parser.add_argument("--user", default=None, help="nginx 'user' directive (root-started nginx)")
+
+
+def options_from_args(args: argparse.Namespace) -> ExampleOptions:
+    return ExampleOptions(
+        listen=args.listen,
+        admin_listen=args.admin_listen,
+        services=tuple(args.services or ("web",)),
+        token_file=args.token_file,
+        snapshot_file=args.snapshot_file or None,
+        lua_dir=args.lua_dir or _default_lua_dir(),
+        upstream_conf=args.upstream_conf,
+        pid_path=args.pid_path,
+        error_log=args.error_log,
+        access_log=args.access_log or None,
+        worker_processes=args.worker_processes,
+        dict_size=args.dict_size,
+        load_modules=args.load_modules,
+        user=args.user,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the config; exit status 2 with a message for an unusable option."""
+    try:
+        text = render_example(args.mode, options_from_args(args))
+    except ExampleError as exc:
+        print(f"syncer nginx-example: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(text)
+    return 0
+
+
+def _main() -> int:  # pragma: no cover - convenience for `python -m syncer.nginx_example`
+    parser = argparse.ArgumentParser(prog="syncer nginx-example", description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(_main())
+
+
+__all__ = ["ExampleError", "ExampleOptions", "Mode", "add_arguments", "render_example", "run", "validate"]

@@ -1,0 +1,103 @@
+"""``syncer once``: read every watched service once, apply (or print), exit.
+
+The same normalization, planning and sink as the agent; only the reads differ: plain
+(non-blocking) queries, retried with backoff until ``consul.once_timeout``.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Protocol, TextIO, TypeVar
+
+import structlog
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
+
+from syncer.config import Settings
+from syncer.discovery.client import Answer, ConsulClient, ConsulError
+from syncer.discovery.normalize import AnswerInvalid, Rules, catalog_service_names, health_entries
+from syncer.discovery.watch import check_trust
+from syncer.model import Server
+from syncer.planning.desired import desired_state
+from syncer.sinks.factory import make_sink
+
+log = structlog.get_logger("syncer.once")
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Query(Protocol[T_co]):
+    def __call__(self) -> T_co: ...
+
+
+class OnceFailed(Exception):
+    """One line for the operator; ``syncer once`` exits 1 with it."""
+
+
+def _read(settings: Settings, what: str, query: Query[T]) -> T:
+    retrying = Retrying(
+        retry=retry_if_exception_type((ConsulError, AnswerInvalid)),
+        wait=wait_exponential_jitter(initial=0.25, max=5.0),
+        stop=stop_after_delay(settings.consul.once_timeout),
+        reraise=True,
+    )
+    try:
+        return retrying(query)
+    except (ConsulError, AnswerInvalid) as exc:
+        raise OnceFailed(f"{what}: {exc} (gave up after {settings.consul.once_timeout:g}s)") from exc
+
+
+def run_once(settings: Settings, dry_run: bool, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    client = ConsulClient(settings.consul)
+    rules = Rules(include_warning=settings.consul.include_warning, allow_hostnames=settings.mode == "reload")
+    try:
+        names = set(settings.services.names)
+        if settings.services.tags:
+
+            def catalog() -> set[str]:
+                answer = client.catalog_services()
+                check_trust(answer, settings.consul.max_last_contact)
+                found, rejections = catalog_service_names(answer.body, settings.services.tags)
+                for r in rejections:
+                    log.warning("service rejected", service=r.service, reason=r.reason)
+                return found
+
+            names |= _read(settings, "reading the catalog", catalog)
+        services: dict[str, tuple[Server, ...]] = {}
+        for name in sorted(names):
+
+            def health(name: str = name) -> Answer:
+                answer = client.health_service(name, passing=not rules.include_warning)
+                check_trust(answer, settings.consul.max_last_contact)
+                return answer
+
+            answer = _read(settings, f"reading service {name!r}", health)
+            normalized = health_entries(name, answer.body, rules)
+            for r in normalized.rejections:
+                log.warning(
+                    "instance rejected",
+                    service=r.service,
+                    instance=r.instance,
+                    field=r.field,
+                    value=repr(r.value)[:200],
+                    reason=r.reason,
+                )
+            services[name] = normalized.servers
+    finally:
+        client.close()
+
+    desired = desired_state(services)
+    sink = make_sink(settings)
+    try:
+        if dry_run:
+            out.write(sink.preview(desired))
+            return 0
+        result = sink.apply(desired, reconcile=True)
+    finally:
+        sink.close()
+    for change in result.changes:
+        log.info("upstream changed", action=result.action, **change.summary())
+    if not result.ok:
+        raise OnceFailed(f"{result.action}: {result.detail}")
+    log.info("once", action=result.action, upstreams=len(desired.upstreams), changed=len(result.changes))
+    return 0

@@ -1,0 +1,1 @@
+"""Pure planning: what nginx should have, and what changed. No I/O here."""
