@@ -183,7 +183,12 @@ class Agent:
 
     def _accept(self, service: str, servers: tuple[Server, ...]) -> None:
         store = self.store
-        if store.services.get(service) != servers or service not in store.services:
+        # Compare what a template may render (IDs, tags, meta), not only nginx's fields;
+        # the sink still skips the reload when the rendered bytes are the same.
+        old = store.services.get(service)
+        if old is None or [(s, s.instance_id, s.tags, s.meta) for s in old] != [
+            (s, s.instance_id, s.tags, s.meta) for s in servers
+        ]:
             store.services[service] = servers
             self._changed(service)
 

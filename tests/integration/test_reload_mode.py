@@ -85,11 +85,13 @@ def test_unchanged_data_causes_no_reload(
 
     def health_queries() -> int:
         stats = requests.get(f"{dev_consul.url}/_dev/stats", timeout=5).json()
-        return sum(n for path, n in stats["requests"].items() if path.startswith("/v1/health/service/web"))
+        return sum(n for path, n in stats["requests"].items() if path.startswith("GET /v1/health/service/web"))
 
     before = health_queries()
-    # Writes that move Consul's index for "web" but not its healthy set.
-    register(consul, backends, "b1")  # identical re-registration
+    # Writes that move Consul's index for "web" but not what nginx needs: an instance that
+    # is not passing, a meta change the template does not render, and another service.
+    register(consul, backends, "b3", status="critical")
+    register(consul, backends, "b1", meta={"version": "2"})
     consul.check(check, "passing")
     consul.register("other", "other-1", 9999)
     wait_until(lambda: health_queries() >= before + 2, timeout=10, message="the watch saw the new index")
@@ -189,7 +191,8 @@ def test_once_applies_then_exits(
     args = env.agent_args(dev_consul.address)
     done = run_cli("once", *args)
     assert done.returncode == 0, done.stderr
-    assert served_by(env, {"b4"})
+    # `nginx -s reload` only signals the master; the new workers take a moment.
+    wait_until(lambda: served_by(env, {"b4"}), timeout=10, message="b4 serves after once")
     again = run_cli("once", *args)
     assert again.returncode == 0
     assert '"action": "unchanged"' in again.stderr

@@ -149,3 +149,16 @@ def test_reload_commands_default_to_the_nginx_binary_prefix_and_conf() -> None:
 def test_api_mode_needs_its_token_file(tmp_path: Path) -> None:
     with pytest.raises(config.ConfigError, match=r"api\.token_file"):
         config.load(None, env={}, overrides={"mode": "api"})
+
+
+def test_the_shipped_example_config_is_valid_and_matches_the_defaults() -> None:
+    """examples/syncer.toml documents every key with its default; it must load as-is."""
+    example = Path(__file__).resolve().parents[2] / "examples" / "syncer.toml"
+    settings = config.load(example, env={})
+    defaults = config.load(None, env={})
+    assert settings.consul == defaults.consul
+    assert settings.reload == defaults.reload
+    assert settings.api == defaults.api
+    assert settings.safety == defaults.safety
+    assert settings.observe == defaults.observe
+    assert settings.services.names == ("web",)
