@@ -111,7 +111,11 @@ def main() -> int:
         log_path = work / "agent.log"
         log_file = log_path.open("wb")
         agent = subprocess.Popen(agent_args, stdout=log_file, stderr=subprocess.STDOUT, env=os.environ.copy())
-        stack.append(lambda: (agent.send_signal(signal.SIGTERM), agent.wait(10)))
+        def stop_agent() -> None:
+            agent.send_signal(signal.SIGTERM)
+            agent.wait(10)
+
+        stack.append(stop_agent)
         print(f"    agent: {' '.join(agent_args[2:])}\n    agent log: {log_path}")
 
         generations: set[int] = {p.pid for p in nginx.workers()}
