@@ -12,6 +12,7 @@ from typing import Protocol, TextIO, TypeVar
 import structlog
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 
+from syncer.agent import log_rejections
 from syncer.config import Settings
 from syncer.discovery.client import Answer, ConsulClient, ConsulError
 from syncer.discovery.normalize import AnswerInvalid, Rules, catalog_service_names, health_entries
@@ -58,8 +59,7 @@ def run_once(settings: Settings, dry_run: bool, out: TextIO | None = None) -> in
                 answer = client.catalog_services()
                 check_trust(answer, settings.consul.max_last_contact)
                 found, rejections = catalog_service_names(answer.body, settings.services.tags)
-                for r in rejections:
-                    log.warning("service rejected", service=r.service, reason=r.reason)
+                log_rejections(tuple(rejections))
                 return found
 
             names |= _read(settings, "reading the catalog", catalog)
@@ -73,15 +73,7 @@ def run_once(settings: Settings, dry_run: bool, out: TextIO | None = None) -> in
 
             answer = _read(settings, f"reading service {name!r}", health)
             normalized = health_entries(name, answer.body, rules)
-            for r in normalized.rejections:
-                log.warning(
-                    "instance rejected",
-                    service=r.service,
-                    instance=r.instance,
-                    field=r.field,
-                    value=repr(r.value)[:200],
-                    reason=r.reason,
-                )
+            log_rejections(normalized.rejections)
             services[name] = normalized.servers
     finally:
         client.close()
