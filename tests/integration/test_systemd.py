@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from syncer.testing.wait import wait_until
 from tests.conftest import StartAgent
 
 UNIT = Path(__file__).resolve().parents[2] / "systemd" / "syncer.service"
@@ -31,9 +32,10 @@ def test_unit_file_verifies(tmp_path: Path) -> None:
         assert directive in text
 
 
-def receive_until(sock: socket.socket, wanted: str, seen: list[str], timeout: float = 10.0) -> None:
+def receive_until(sock: socket.socket, wanted: str, seen: list[str], timeout: float = 10.0, times: int = 1) -> None:
+    """Read notifications into ``seen`` until ``wanted`` has arrived ``times`` times."""
     deadline = time.monotonic() + timeout
-    while not any(wanted in message for message in seen):
+    while sum(wanted in message for message in seen) < times:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise AssertionError(f"no {wanted} from the agent; got {seen}")
@@ -51,14 +53,27 @@ def test_agent_notifies_ready_watchdog_and_stopping(tmp_path: Path, start_agent:
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind(str(path))
         agent = start_agent(
-            ["--consul-addr", "127.0.0.1:1", "--service", "web", "--output", str(output), "--log-format", "json"],
+            [
+                "--consul-addr",
+                "127.0.0.1:1",
+                "--service",
+                "web",
+                "--output",
+                str(output),
+                "--log-format",
+                "json",
+                "--metrics-listen",
+                "127.0.0.1:0",
+            ],
             env={"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "300000"},
         )
         seen: list[str] = []
         receive_until(sock, "READY=1", seen)
         receive_until(sock, "WATCHDOG=1", seen)
+        wait_until(lambda: "consul query failed" in agent.log(), timeout=10, message="the agent retrying Consul")
+        pings = sum("WATCHDOG=1" in message for message in seen)
+        receive_until(sock, "WATCHDOG=1", seen, times=pings + 2)  # still alive while Consul is down
         agent.signal(signal.SIGTERM)
         receive_until(sock, "STOPPING=1", seen)
     assert agent.stop() == 0
     assert not output.exists()  # Consul never answered: nothing was written
-    assert "consul query failed" in agent.log()
