@@ -1,0 +1,364 @@
+-- balancer_by_lua: pick a peer for one upstream; log_by_lua: account for it.
+--
+-- Hot path per attempt: one shared-dict get (the upstream's change counter)
+-- and a pick from a per-worker picker. The picker is rebuilt only when the
+-- stored version changed; when only health marks changed it just reloads them,
+-- keeping the round-robin state. No timer sits between a PUT and the next
+-- request: every worker compares the counter on every request.
+--
+-- Per-request state lives in nginx itself where possible: peers already tried
+-- by this request are read back from $upstream_addr on a retry (rare), so the
+-- first attempt needs no ngx.ctx table.
+
+local state = require "syncer.state"
+local validate = require "syncer.validate"
+local wrr = require "syncer.wrr"
+local chash = require "syncer.chash"
+local health = require "syncer.health"
+local json = require "syncer.json"
+local ngx_balancer = require "ngx.balancer"
+
+local ngx = ngx
+local ngx_var = ngx.var
+local now = ngx.now
+local crc32 = ngx.crc32_long
+local log, ERR = ngx.log, ngx.ERR
+local set_current_peer = ngx_balancer.set_current_peer
+local set_more_tries = ngx_balancer.set_more_tries
+local get_last_failure = ngx_balancer.get_last_failure
+local gmatch, match = string.gmatch, string.match
+local ceil = math.ceil
+local pairs, ipairs = pairs, ipairs
+
+-- ngx.exit(502) in balancer_by_lua becomes a 500 (the status-code patch is
+-- OpenResty-only). NGX_BUSY makes nginx itself answer 502 "no live upstreams".
+local NGX_BUSY = -3
+
+local _M = {}
+
+local dict              -- the shared dict, set by init()
+local track_conns       -- log() runs, so max_conns slots can be released
+local pickers = {}      -- name -> picker (this worker)
+local applied = {}      -- name -> version this worker serves
+local inflight = {}     -- "<name> <ip:port>" -> requests this worker has in flight (max_conns)
+local outstanding = 0   -- sum of inflight, lets log() skip ngx.ctx when zero
+
+function _M.init()
+    dict = state.dict
+    track_conns = state.conf.log_phase
+end
+
+-- What this worker serves, for GET /status (expires if the worker dies).
+local function record()
+    local id = ngx.worker.id()
+    if not id or not dict then
+        return
+    end
+    local ttl = math.max(10, 5 * (state.conf.refresh_interval or 1))
+    dict:safe_set("w:" .. id, json.encode({
+        pid = ngx.worker.pid(), applied = applied, seen_at = now(),
+    }), ttl)
+end
+
+local function build(name, u, chg)
+    local primaries, backups, by_name = {}, {}, {}
+    local workers = ngx.worker.count()
+    for _, s in ipairs(u.servers) do
+        local pname, host = validate.peer_name(s.address, s.port)
+        local peer = {
+            name = pname, host = host, port = s.port, weight = s.weight,
+            max_fails = s.max_fails, fail_timeout = s.fail_timeout,
+            -- max_conns is split evenly across workers; each counts its own
+            -- in-flight requests (approximate, but nothing leaks if a worker dies)
+            max_conns = s.max_conns, limit = ceil(s.max_conns / workers),
+            backup = s.backup, down = s.down,
+            ckey = name .. " " .. pname,
+            hkey = "h:" .. name .. " " .. pname,
+            fkey = "f:" .. name .. " " .. pname,
+        }
+        by_name[pname] = peer
+        if not s.down then
+            if s.backup then
+                backups[#backups + 1] = peer
+            else
+                primaries[#primaries + 1] = peer
+            end
+        end
+    end
+    local p = {
+        name = name, version = u.version, chg = chg, ckey = "c:" .. name,
+        by_name = by_name, hash_on = u.hash_on,
+        primary = wrr.new(primaries),
+        backup = #backups > 0 and wrr.new(backups) or nil,
+        tries = #primaries + #backups,
+    }
+    if u.hash_on and #primaries > 0 then
+        p.ring = chash.new(primaries, crc32)
+    end
+    p.single = p.tries == 1
+    return p
+end
+
+local function refresh(name, chg)
+    local p = pickers[name]
+    if chg == nil then
+        -- never defined: do not cache anything for arbitrary names
+        if p then
+            pickers[name] = nil
+            applied[name] = nil
+            record()
+        end
+        return nil
+    end
+    local u = state.get(name)
+    if not u then
+        -- deleted: remember the counter so that later requests stay cheap
+        pickers[name] = { missing = true, chg = chg, ckey = "c:" .. name }
+        if applied[name] then
+            applied[name] = nil
+            record()
+        end
+        return pickers[name]
+    end
+    if not p or p.missing or p.version ~= u.version then
+        p = build(name, u, chg)
+        pickers[name] = p
+    end
+    p.chg = chg
+    health.load(p)
+    if applied[name] ~= u.version then
+        applied[name] = u.version
+        record()
+    end
+    return p
+end
+
+local function pick(p, tried)
+    -- without health marks every peer's down_until is 0: skip the clock
+    local t = p.marked and now() or 0
+    local peer
+    if p.ring then
+        local key = ngx_var[p.hash_on] or ""
+        peer = p.ring:pick(crc32(key), t, tried, inflight)
+    else
+        peer = p.primary:pick(t, tried, inflight)
+    end
+    if not peer and p.backup then
+        peer = p.backup:pick(t, tried, inflight)
+    end
+    return peer
+end
+
+-- Peers this request already tried, from $upstream_addr ("a:1, b:2 : " while
+-- connecting); the last one is the attempt that just ended.
+local function tried_peers(p)
+    local addrs = ngx_var.upstream_addr
+    local tried, last = {}, nil
+    if addrs then
+        for token in gmatch(addrs, "[^%s,]+") do
+            if token ~= ":" then
+                last = token
+                local peer = p.by_name[token]
+                if peer then
+                    tried[peer] = true
+                end
+            end
+        end
+    end
+    return tried, last and p.by_name[last]
+end
+
+local function fail(name, retry, reason)
+    log(ERR, 'syncer: upstream "', name or "", '": ', reason, " (502)")
+    if retry then
+        -- tell log() that the last $upstream_addr entry is not a new failure
+        ngx.ctx.syncer_busy = true
+    end
+    return ngx.exit(NGX_BUSY)
+end
+
+local function no_peer(p, tried, retry)
+    local t = now()
+    local down = 0
+    for _, peer in pairs(p.by_name) do
+        if peer.down then
+            down = down + 1
+        end
+    end
+    local unhealthy, busy, ntried = 0, 0, 0
+    for _, list in ipairs({ p.primary.peers, p.backup and p.backup.peers or {} }) do
+        for _, peer in ipairs(list) do
+            if tried and tried[peer] then
+                ntried = ntried + 1
+            elseif peer.down_until > t then
+                unhealthy = unhealthy + 1
+            elseif peer.max_conns > 0 and (inflight[peer.ckey] or 0) >= peer.limit then
+                busy = busy + 1
+            end
+        end
+    end
+    local reason = "no live peer: " .. (p.tries + down) .. " server(s), " .. down .. " down, "
+        .. unhealthy .. " unhealthy, " .. busy .. " at max_conns, " .. ntried .. " already tried"
+    if unhealthy > 0 then
+        health.recover(p)
+        reason = reason .. "; unhealthy marks cleared so the next request probes again"
+    end
+    return fail(p.name, retry, reason)
+end
+
+local function track(peer)
+    local key = peer.ckey
+    inflight[key] = (inflight[key] or 0) + 1
+    outstanding = outstanding + 1
+    local ctx = ngx.ctx
+    local list = ctx.syncer_conns
+    if not list then
+        list = {}
+        ctx.syncer_conns = list
+    end
+    list[#list + 1] = key
+end
+
+-- `name`: the upstream to balance. nginx.conf passes it as a constant when
+-- each service has its own `upstream` block (cheapest: no variable lookup);
+-- without it the name comes from $syncer_upstream (one shared upstream block).
+function _M.balance(name)
+    if not name then
+        name = ngx_var.syncer_upstream
+    end
+    if not dict then
+        return fail(name, false, 'syncer.init.setup() was not called in init_by_lua')
+    end
+    if not name or name == "" then
+        return fail(name, false, "no upstream selected ($syncer_upstream is empty)")
+    end
+    local p = pickers[name]
+    local chg = dict:get(p and p.ckey or "c:" .. name)
+    if not p or p.chg ~= chg then
+        p = refresh(name, chg)
+    end
+    if not p or p.missing then
+        return fail(name, false, "unknown upstream")
+    end
+
+    local failure = get_last_failure()
+    local tried
+    if failure then
+        local last
+        tried, last = tried_peers(p)
+        if failure == "failed" and last then
+            health.failed(p, last)
+        end
+    end
+
+    local peer = pick(p, tried)
+    if not peer then
+        return no_peer(p, tried, failure ~= nil)
+    end
+    local ok, err = set_current_peer(peer.host, peer.port)
+    if not ok then
+        return fail(name, failure ~= nil, "cannot use " .. peer.name .. ": " .. tostring(err))
+    end
+    -- allow one attempt per usable server; proxy_next_upstream_tries caps it
+    if not failure and p.tries > 1 then
+        set_more_tries(p.tries - 1)
+    end
+    -- in-flight slots are released in log(); without it max_conns is ignored
+    if peer.max_conns > 0 and track_conns then
+        track(peer)
+    end
+end
+
+local function release()
+    local ctx = ngx.ctx
+    local list = ctx.syncer_conns
+    if not list then
+        return
+    end
+    for _, key in ipairs(list) do
+        local n = (inflight[key] or 1) - 1
+        inflight[key] = n > 0 and n or nil
+        outstanding = outstanding - 1
+    end
+    ctx.syncer_conns = nil
+end
+
+-- log_by_lua: release max_conns slots and count a failure of the final attempt
+-- (failures of earlier attempts were counted by balance() on the retry).
+function _M.log()
+    if outstanding > 0 then
+        release()
+    end
+    local status = ngx.status
+    if status ~= 502 and status ~= 504 then
+        return
+    end
+    -- the upstream block's name (one block per service), else $syncer_upstream
+    -- (one shared block)
+    local p = pickers[ngx_var.proxy_host or ""]
+    if not p then
+        local name = ngx_var.syncer_upstream
+        p = name and pickers[name]
+    end
+    if not p or p.missing or ngx.ctx.syncer_busy then
+        return
+    end
+    local addrs, times = ngx_var.upstream_addr, ngx_var.upstream_header_time
+    if not addrs or not times then
+        return
+    end
+    -- a response header arrived: the backend answered (maybe its own 502)
+    if match(times, "([^%s,]+)%s*$") ~= "-" then
+        return
+    end
+    local peer = p.by_name[match(addrs, "([^%s,]+)%s*$") or ""]
+    if peer then
+        health.failed(p, peer)
+    end
+end
+
+-- Timer: apply changes in idle workers too, so /status converges without
+-- traffic, and keep this worker's record fresh.
+local function tick(premature)
+    if premature or not dict then
+        return
+    end
+    local ok, err = pcall(function()
+        local seen = {}
+        for _, name in ipairs(state.names()) do
+            seen[name] = true
+            local p = pickers[name]
+            local chg = dict:get("c:" .. name)
+            if not p or p.chg ~= chg then
+                refresh(name, chg)
+            end
+        end
+        local gone = {}
+        for name, p in pairs(pickers) do
+            if not seen[name] and p.chg ~= dict:get(p.ckey) then
+                gone[#gone + 1] = name
+            end
+        end
+        for _, name in ipairs(gone) do
+            refresh(name, dict:get("c:" .. name))
+        end
+        record()
+    end)
+    if not ok then
+        log(ERR, "syncer: refresh timer: ", err)
+    end
+end
+
+function _M.start_timer()
+    if not dict or ngx.worker.id() == nil then
+        return
+    end
+    local interval = state.conf.refresh_interval or 1
+    local ok, err = ngx.timer.every(interval, tick)
+    if not ok then
+        log(ERR, "syncer: cannot start the refresh timer: ", err)
+    end
+    ngx.timer.at(0, tick)
+end
+
+return _M
