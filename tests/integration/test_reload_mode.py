@@ -212,3 +212,34 @@ def test_once_fails_with_one_line(env: ReloadEnv, tmp_path: Path) -> None:
     assert invalid.returncode == 2
     assert invalid.stderr.strip() == "syncer: invalid setting quiescence.min = -1.0: must not be negative"
     assert env.upstream_conf.read_bytes() == before
+
+
+def test_services_selected_by_tag_appear_and_vanish(
+    env: ReloadEnv, dev_consul: DevConsul, consul: ConsulWriter, backends: BackendFarm, start_agent: StartAgent
+) -> None:
+    """--tag watches /v1/catalog/services: a tagged service that appears gets an upstream;
+    one that vanishes keeps its block, emptied to the 502 placeholder, so nginx stays valid."""
+    register(consul, backends, "b1", tags=["edge"])
+    consul.register("api", "api-1", backends.ports["b2"], tags=["edge"])
+    consul.register("internal", "internal-1", backends.ports["b3"], tags=["private"])
+    args = env.agent_args(dev_consul.address, "--tag", "edge")
+    args.remove("--service")
+    args.remove("web")
+    start_agent(args)
+    wait_until(lambda: "upstream api {" in env.upstream_conf.read_text(), timeout=15, message="tagged services")
+    text = env.upstream_conf.read_text()
+    assert "upstream web {" in text
+    assert "internal" not in text
+    wait_until(lambda: served_by(env, {"b1"}), timeout=10, message="web serves")
+
+    consul.register("batch", "batch-1", backends.ports["b4"], tags=["edge"])
+    wait_until(lambda: "upstream batch {" in env.upstream_conf.read_text(), timeout=10, message="a new service")
+
+    consul.deregister("api-1")
+    wait_until(
+        lambda: "upstream api {\n    # No healthy" in env.upstream_conf.read_text(),
+        timeout=10,
+        message="the vanished service's upstream emptied to the placeholder",
+    )
+    assert env.nginx.test_config().returncode == 0
+    assert served_by(env, {"b1"})
