@@ -11,6 +11,8 @@ import contextlib
 import os
 import stat
 import tempfile
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -58,3 +60,58 @@ def restore(path: Path, previous: bytes | None) -> None:
             path.unlink()
     else:
         atomic_write(path, previous)
+
+
+class LatestWriter:
+    """Writes the latest bytes submitted for one path, atomically, on its own thread.
+
+    For state files that only need to be recent (the api snapshot): the caller never
+    waits for the disk (fsync can stall for hundreds of ms on a busy disk), and when
+    submissions outpace the disk the intermediate ones are skipped.
+    """
+
+    def __init__(self, path: Path, default_mode: int = 0o644, on_error: Callable[[OSError], None] | None = None):
+        self.path = path
+        self._mode = default_mode
+        self._on_error = on_error
+        self._pending: bytes | None = None
+        self._busy = False
+        self._closed = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name=f"writer {path.name}", daemon=True)
+        self._thread.start()
+
+    def submit(self, data: bytes) -> None:
+        with self._cond:
+            self._pending = data
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._pending is None and not self._closed:
+                    self._cond.wait()
+                if self._pending is None:
+                    return
+                data, self._pending, self._busy = self._pending, None, True
+            try:
+                atomic_write(self.path, data, self._mode)
+            except OSError as exc:
+                if self._on_error is not None:
+                    self._on_error(exc)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything submitted is on disk; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._pending is None and not self._busy, timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        self.flush(timeout)
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(timeout)

@@ -11,12 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from syncer.testing.nginx import NginxProcess
-from syncer.testing.ports import free_port
+from syncer.testing.ports import free_ports
 
 
 class BackendFarm:
     def __init__(self, prefix: Path, names: list[str], worker_processes: int = 1) -> None:
-        self.ports: dict[str, int] = {name: free_port() for name in names}
+        self.ports: dict[str, int] = dict(zip(names, free_ports(len(names)), strict=True))
         servers = "\n".join(
             f"""    server {{
         listen 127.0.0.1:{port} reuseport backlog=4096;

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from syncer.config import ReloadSettings
 from syncer.effects.commands import CommandResult
+from syncer.effects.files import LatestWriter
 from syncer.model import Desired, Server, make_upstream
 from syncer.sinks.reload import ReloadSink
 
@@ -111,3 +112,18 @@ def test_preview_changes_nothing(tmp_path: Path) -> None:
     assert "would change (+1 -0 lines)" in text
     assert (tmp_path / "upstream.conf").read_bytes() == before
     assert runner.kinds() == ["test", "reload"]
+
+
+def test_latest_writer_writes_the_last_submission_atomically(tmp_path: Path) -> None:
+    """The snapshot writer never blocks its caller and ends with the newest bytes on disk."""
+    path = tmp_path / "snapshot.json"
+    writer = LatestWriter(path, default_mode=0o640)
+    for i in range(200):
+        writer.submit(f"version {i}".encode())
+    assert writer.flush(10)
+    assert path.read_text() == "version 199"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    writer.submit(b"final")
+    writer.close()
+    assert path.read_text() == "final"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
