@@ -1,0 +1,75 @@
+"""CI smoke test of the benchmark: `python -m bench.run --quick` writes a complete report.
+
+It checks that the report is complete (every section, both modes in every scenario
+table, every figure present and a real PNG), not what the figures say: timing on a CI
+machine proves nothing about either strategy.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.load import wrk_binary
+from bench.report import SECTIONS
+from syncer.testing.nginx import has_lua_module, nginx_binary
+
+ROOT = Path(__file__).resolve().parents[2]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+FIGURES = {
+    "hotpath.png",
+    "propagation.png",
+    "scenario-baseline.png",
+    "scenario-steady.png",
+    "scenario-rolling.png",
+    "scenario-high.png",
+}
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.nginx,
+    pytest.mark.skipif(
+        nginx_binary() is None or not has_lua_module() or wrk_binary() is None,
+        reason="needs nginx with the Lua module and wrk (make bootstrap)",
+    ),
+]
+
+
+def test_quick_run_writes_a_complete_report(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--quick", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, f"stdout:\n{done.stdout[-4000:]}\nstderr:\n{done.stderr[-4000:]}"
+
+    report = (out / "report.md").read_text()
+    missing = [heading for heading in SECTIONS if heading not in report]
+    assert not missing, f"sections missing from the report: {missing}"
+    assert "python -m bench.run --quick" in report
+    assert "**Quick run**" in report
+    # one side-by-side table per scenario, reload and api
+    assert report.count("| | **reload** | **api** |") == 4
+    for target in ("propagation p99", "zero failed requests", "of static requests/s"):
+        assert target in report
+
+    linked = set(re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", report))
+    assert linked == FIGURES
+    for name in FIGURES:
+        data = (out / name).read_bytes()
+        assert data.startswith(PNG_MAGIC), name
+        assert len(data) > 5_000, f"{name} is suspiciously small ({len(data)} bytes)"
+
+    results = json.loads((out / "results.json").read_text())
+    assert [m["mode"] for m in results["modes"]] == ["reload", "api"]
+    for mode in results["modes"]:
+        assert set(mode["windows"]) == {"baseline", "steady", "rolling", "high"}
