@@ -111,6 +111,7 @@ def main() -> int:
         log_path = work / "agent.log"
         log_file = log_path.open("wb")
         agent = subprocess.Popen(agent_args, stdout=log_file, stderr=subprocess.STDOUT, env=os.environ.copy())
+
         def stop_agent() -> None:
             agent.send_signal(signal.SIGTERM)
             agent.wait(10)

@@ -18,6 +18,19 @@ from syncer import config, logs
 SUBCOMMANDS = ("run", "once", "dev-consul", "nginx-example")
 
 
+class _RefuseSecret(argparse.Action):
+    """A token on the command line shows in ps, /proc and shell history: refuse it, and do
+    not echo it back (argparse would, in "unrecognized arguments")."""
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: object, values: object, option: object = None
+    ) -> None:
+        parser.error(
+            f"{option}: tokens are never read from the command line (they would show in ps); "
+            "use --consul-token-file / --api-token-file, or CONSUL_HTTP_TOKEN[_FILE]"
+        )
+
+
 def _sync_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("what to watch")
     g.add_argument("--config", type=Path, help="TOML configuration file")
@@ -43,6 +56,7 @@ def _sync_options(parser: argparse.ArgumentParser) -> None:
     c = parser.add_argument_group("Consul (also CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN[_FILE], CONSUL_CACERT, ...)")
     c.add_argument("--consul-addr", metavar="HOST:PORT", help="Consul agent address (default 127.0.0.1:8500)")
     c.add_argument("--consul-token-file", type=Path, metavar="PATH", help="file holding the ACL token")
+    c.add_argument("--consul-token", "--token", action=_RefuseSecret, help=argparse.SUPPRESS)
     r = parser.add_argument_group("reload mode")
     r.add_argument("--output", type=Path, help="the upstream.conf to write")
     r.add_argument("--template", type=Path, help="Jinja2 template (default: the packaged upstream.conf.j2)")
@@ -54,6 +68,7 @@ def _sync_options(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument_group("api mode")
     a.add_argument("--api-endpoint", metavar="URL", help="admin API: http://127.0.0.1:PORT or unix:/path")
     a.add_argument("--api-token-file", type=Path, metavar="PATH", help="file holding the admin API token")
+    a.add_argument("--api-token", action=_RefuseSecret, help=argparse.SUPPRESS)
     a.add_argument("--snapshot-file", type=Path, metavar="PATH", help="state file nginx loads on a cold start")
     q = parser.add_argument_group("timing")
     q.add_argument("--quiescence-min", type=float, metavar="SECONDS", help="apply this long after the last change")
@@ -110,9 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Without a subcommand, `syncer [options]` means `syncer run [options]`.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    run = sub.add_parser("run", help="the long-running agent (the default)")
+    # allow_abbrev=False: a prefix such as `--consul-token SECRET` must never be taken for
+    # `--consul-token-file SECRET` (the secret would then be echoed as a missing file).
+    run = sub.add_parser("run", help="the long-running agent (the default)", allow_abbrev=False)
     _sync_options(run)
-    once = sub.add_parser("once", help="one pass: read Consul, apply, exit (for debugging)")
+    once = sub.add_parser("once", help="one pass: read Consul, apply, exit (for debugging)", allow_abbrev=False)
     _sync_options(once)
     once.add_argument("--dry-run", action="store_true", help="print what would be applied; change nothing")
     dev = sub.add_parser(

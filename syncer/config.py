@@ -214,11 +214,18 @@ def _names(key: str, value: object) -> tuple[str, ...]:
     if not isinstance(value, list | tuple):
         raise ConfigError(key, value, "must be a list of names")
     out = []
+    seen: dict[str, str] = {}
     for item in value:
         try:
-            out.append(validate.upstream_name(item))
+            name = validate.upstream_name(item)
         except validate.Invalid as exc:
             raise ConfigError(key, item, exc.reason) from None
+        # nginx compares upstream names ignoring case ("duplicate upstream" fails nginx -t)
+        # and so does Consul for service names: "Web" and "web" are one service.
+        first = seen.setdefault(name.lower(), name)
+        if first != name:
+            raise ConfigError(key, item, f"differs from {first!r} only in case; nginx and Consul ignore case here")
+        out.append(name)
     return tuple(dict.fromkeys(out))
 
 

@@ -48,6 +48,9 @@ class ExampleOptions:
     """Address for proxied traffic: ``PORT``, ``IPv4:PORT`` or ``[IPv6]:PORT``."""
     admin_listen: str = "127.0.0.1:8081"
     """Admin API (api mode): ``127.x.x.x:PORT``, ``[::1]:PORT`` or ``unix:/path``."""
+    admin_allow_remote: bool = False
+    """Let the admin API listen beyond loopback (the bearer token is then all that guards
+    it, in clear text unless something in front adds TLS): an explicit operator choice."""
     services: tuple[str, ...] = ("web",)
     """Upstream names; Host ``<service>`` or ``<service>.*`` routes there, default the first."""
     token_file: str = "/etc/syncer/admin.token"  # noqa: S105 - a path, not a secret
@@ -89,7 +92,10 @@ class ExampleError(ValueError):
 
 
 def _check_listen(value: str, what: str, *, loopback_only: bool) -> None:
-    refuse = f"{what}: the admin API must listen on loopback or a unix socket, got {value!r}"
+    refuse = (
+        f"{what}: the admin API must listen on loopback or a unix socket, got {value!r} "
+        "(--admin-allow-remote overrides this)"
+    )
     if value.startswith("unix:"):
         path = value[5:]
         if not path.startswith("/") or not SAFE_PATH.fullmatch(path):
@@ -138,7 +144,7 @@ def validate(mode: Mode, opts: ExampleOptions) -> None:
         seen.add(service.lower())
     _check_listen(opts.listen, "listen", loopback_only=False)
     if mode == "api":
-        _check_listen(opts.admin_listen, "admin_listen", loopback_only=True)
+        _check_listen(opts.admin_listen, "admin_listen", loopback_only=not opts.admin_allow_remote)
         _check_path(opts.token_file, "token_file")
         if opts.snapshot_file is not None:
             _check_path(opts.snapshot_file, "snapshot_file")
@@ -248,6 +254,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"api mode: admin API address, loopback or unix:/path (default {d.admin_listen})",
     )
     parser.add_argument(
+        "--admin-allow-remote",
+        action="store_true",
+        help="api mode: allow a non-loopback --admin-listen (only the bearer token guards it then)",
+    )
+    parser.add_argument(
         "--service",
         dest="services",
         action="append",
@@ -290,6 +301,7 @@ def options_from_args(args: argparse.Namespace) -> ExampleOptions:
     return ExampleOptions(
         listen=args.listen,
         admin_listen=args.admin_listen,
+        admin_allow_remote=args.admin_allow_remote,
         services=tuple(args.services or ("web",)),
         token_file=args.token_file,
         snapshot_file=args.snapshot_file or None,

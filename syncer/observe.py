@@ -92,7 +92,11 @@ class StatusServer:
             server = ThreadingHTTPServer((host.strip("[]"), int(port)), handler)
             server.daemon_threads = True
             self.server = server
-        self._thread = threading.Thread(target=self.server.serve_forever, name="status", daemon=True)
+        # shutdown() waits for serve_forever's next poll: 0.1s (not the default 0.5s) keeps
+        # SIGTERM → exit prompt.
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, name="status", daemon=True
+        )
 
     @property
     def port(self) -> int:

@@ -10,7 +10,7 @@ import sys
 from typing import Protocol, TextIO, TypeVar
 
 import structlog
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay
 
 from syncer.agent import log_rejections
 from syncer.config import Settings
@@ -19,6 +19,7 @@ from syncer.discovery.normalize import AnswerInvalid, Rules, catalog_service_nam
 from syncer.discovery.watch import check_trust
 from syncer.model import Server
 from syncer.planning.desired import desired_state
+from syncer.retry import backoff
 from syncer.sinks.factory import make_sink
 
 log = structlog.get_logger("syncer.once")
@@ -37,7 +38,7 @@ class OnceFailed(Exception):
 def _read(settings: Settings, what: str, query: Query[T]) -> T:
     retrying = Retrying(
         retry=retry_if_exception_type((ConsulError, AnswerInvalid)),
-        wait=wait_exponential_jitter(initial=0.25, max=5.0),
+        wait=backoff(0.25, 5.0, jitter=0.25),
         stop=stop_after_delay(settings.consul.once_timeout),
         reraise=True,
     )

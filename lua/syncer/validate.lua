@@ -235,6 +235,10 @@ function _M.address(s)
         return nil, "must be a string IP address"
     end
     if parse_ipv4(s) then
+        if s == "0.0.0.0" then
+            -- as syncer's own validation: nothing can be connected to there
+            return nil, "the unspecified address cannot be connected to"
+        end
         return { family = 4, host = s, text = s }
     end
     if match(s, "^[%d%.]+:%d+$") or match(s, "^%[.*%]:%d+$") then
@@ -244,6 +248,9 @@ function _M.address(s)
         local bytes = parse_ipv6(s)
         if bytes then
             local text = ipv6_text(bytes)
+            if text == "::" then
+                return nil, "the unspecified address cannot be connected to"
+            end
             -- set_current_peer parses "[v6]" only; a bare v6 would be read as host:port.
             return { family = 6, host = "[" .. text .. "]", text = "[" .. text .. "]" }
         end

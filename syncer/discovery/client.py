@@ -54,6 +54,26 @@ def _int_header(headers: Any, name: str) -> int | None:
         return None
 
 
+def _reason(exc: BaseException) -> str:
+    """The innermost cause of a requests/urllib3 error, e.g. "[Errno 111] Connection refused".
+
+    requests wraps urllib3's MaxRetryError, which wraps the real error, whose text repeats
+    the pool and the whole URL: one operator-facing line should say only what went wrong.
+    """
+    texts: list[str] = []
+    current: BaseException | None = exc
+    while current is not None and len(texts) < 10:  # the chains are short; never loop on a cyclic one
+        text = str(current).strip() or type(current).__name__
+        pooled = text.startswith(("HTTPConnectionPool(", "HTTPSConnectionPool("))
+        texts.append(text.split(": ", 1)[1] if pooled else text)
+        inner = getattr(current, "reason", None)
+        if not isinstance(inner, BaseException):
+            inner = current.args[0] if current.args and isinstance(current.args[0], BaseException) else None
+        current = inner or current.__cause__ or current.__context__
+    # the socket's bare "timed out" says less than urllib3's "Read timed out. (read timeout=5)"
+    return texts[-2] if texts[-1] == "timed out" and len(texts) > 1 else texts[-1]
+
+
 def _describe(code: int, body: str) -> str:
     text = body.strip().splitlines()[0][:200] if body.strip() else ""
     if code == 429:
@@ -101,7 +121,7 @@ class ConsulClient:
                 lambda r: _Raw(r.code, r.headers, r.body), path, params=params, headers=dict(self._headers)
             )
         except requests.RequestException as exc:
-            raise ConsulError(f"Consul at {self.base_url} unreachable: {type(exc).__name__}: {exc}") from exc
+            raise ConsulError(f"Consul at {self.base_url} unreachable: {type(exc).__name__}: {_reason(exc)}") from exc
         return raw
 
     def _blocking(self, path: str, index: int, wait: float, params: list[tuple[str, Any]]) -> Answer:

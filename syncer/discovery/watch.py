@@ -22,7 +22,6 @@ from tenacity import (
     Retrying,
     retry_if_exception_type,
     stop_when_event_set,
-    wait_exponential_jitter,
 )
 
 from syncer.discovery.blocking import TokenBucket, jittered_wait, next_index
@@ -31,6 +30,7 @@ from syncer.discovery.events import Event, WatchFailed, WatchRecovered
 from syncer.discovery.normalize import AnswerInvalid
 from syncer.discovery.sources import Source
 from syncer.metrics import Metrics
+from syncer.retry import backoff
 
 log = structlog.get_logger("syncer.watch")
 
@@ -110,16 +110,17 @@ class Watch:
             kind = str(status) if status else type(exc).__name__
             self._options.metrics.consul_errors.labels(self.source.kind, kind).inc()
         self._emit(WatchFailed(self.source.key, str(exc), status, state.attempt_number, time.monotonic()))
-        if isinstance(exc, SuspectAnswer | AnswerInvalid):
-            self.index = 0  # re-read at once after the backoff instead of blocking on a bad index
+        # After any failure, re-read at once (non-blocking) instead of blocking on the old
+        # index: a suspect answer's index is not to be trusted, and a Consul that restarted
+        # (or a different server behind the address) may be at a lower index, where a
+        # blocking query with ours would hang for the whole wait before it answered.
+        self.index = 0
 
     def _retrying(self) -> Retrying:
         return Retrying(
             retry=retry_if_exception_type((ConsulError, AnswerInvalid)),
-            wait=wait_exponential_jitter(
-                initial=self._options.backoff_initial,
-                max=self._options.backoff_max,
-                jitter=self._options.backoff_initial,
+            wait=backoff(
+                self._options.backoff_initial, self._options.backoff_max, jitter=self._options.backoff_initial
             ),
             stop=stop_when_event_set(self.stopped),
             sleep=self._sleep,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import time
 from collections.abc import Sequence
@@ -34,12 +37,37 @@ class Runner(Protocol):
 def run_command(argv: Sequence[str], timeout: float) -> CommandResult:
     started = time.monotonic()
     try:
-        done = subprocess.run(
-            list(argv), capture_output=True, text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL
+        # Its own session (process group), so a timeout kills the whole command: a wrapper
+        # script's children (`sleep`, a stuck `systemctl`) would otherwise outlive it.
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
         )
-    except subprocess.TimeoutExpired as exc:
-        out = (exc.stderr or b"").decode() if isinstance(exc.stderr, bytes) else (exc.stderr or "")
-        return CommandResult(tuple(argv), None, f"timed out after {timeout}s {out}", time.monotonic() - started)
     except OSError as exc:
         return CommandResult(tuple(argv), None, f"cannot run: {exc}", time.monotonic() - started)
-    return CommandResult(tuple(argv), done.returncode, done.stderr + done.stdout, time.monotonic() - started)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        said = _kill_group(proc)
+        return CommandResult(tuple(argv), None, f"timed out after {timeout}s {said}", time.monotonic() - started)
+    return CommandResult(tuple(argv), proc.returncode, err + out, time.monotonic() - started)
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> str:
+    """Kill the command and everything it started; return what it had printed."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    try:
+        out, err = proc.communicate(timeout=1.0)
+    except subprocess.TimeoutExpired:  # a child left the group and still holds our pipes
+        proc.kill()
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+        proc.wait()
+        return ""
+    return err + out

@@ -15,13 +15,14 @@ import json
 from typing import Any
 
 import structlog
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
 from syncer.config import ApiSettings
 from syncer.effects import files
 from syncer.effects.admin_http import Acked, AdminClient, AdminError, AdminUnavailable, VersionConflict
 from syncer.model import Desired, Server, Upstream
 from syncer.planning.diff import UpstreamChange, diff_upstream
+from syncer.retry import backoff
 from syncer.sinks.base import ApplyResult
 
 log = structlog.get_logger("syncer.api")
@@ -85,7 +86,7 @@ class ApiSink:
     def _retrying(self) -> Retrying:
         return Retrying(
             retry=retry_if_exception_type(AdminUnavailable),
-            wait=wait_exponential_jitter(initial=0.05, max=1.0),
+            wait=backoff(0.05, 1.0, jitter=0.05),  # within one sync: keep the main loop responsive
             stop=stop_after_attempt(3),
             reraise=True,
         )

@@ -8,6 +8,7 @@ file on disk stay the last good ones. Unchanged bytes mean no write and no reloa
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 
 import structlog
@@ -32,7 +33,14 @@ class ReloadSink:
         self.renderer = Renderer(settings.template)
         self._run = runner
         self._applied: dict[str, Upstream] = {}  # what the running nginx was last given
-        self._reload_pending = False  # the file is ahead of nginx after a failed reload
+        # Exists from just before the file is rewritten until nginx has reloaded it. An
+        # agent killed in between (during nginx -t, say) leaves it behind: the file on disk
+        # may then be ahead of the running nginx, and untested, so the next agent tests and
+        # reloads it even when the bytes it renders are the same. Not named *.conf, so an
+        # `include conf.d/*.conf` never picks it up.
+        self._marker = self.output.with_name(f".{self.output.name}.unapplied")
+        self._untested = self._marker.exists()
+        self._reload_pending = self._untested  # the file is ahead of nginx (failed reload, crash)
 
     def _test(self) -> tuple[bool, str]:
         result = self._run(self.settings.resolved_test_command(), self.settings.command_timeout)
@@ -53,17 +61,25 @@ class ReloadSink:
             self._applied = dict(desired.upstreams)
             return ApplyResult("unchanged", changes)
         steps: list[tuple[str, str]] = []
-        if previous != rendered:
-            try:
-                files.atomic_write(self.output, rendered)
-            except OSError as exc:
-                return ApplyResult("failed", changes, f"cannot write {self.output}: {exc}")
+        if previous != rendered or self._untested:
+            if previous != rendered:
+                try:
+                    self._marker.touch()
+                    files.atomic_write(self.output, rendered)
+                except OSError as exc:
+                    return ApplyResult("failed", changes, f"cannot write {self.output}: {exc}")
             ok, detail = self._test()
             steps.append(("nginx_test", "ok" if ok else "refused"))
             if not ok:
-                files.restore(self.output, previous)
-                detail = f"nginx -t refused the new file, previous kept: {detail}"
+                if previous != rendered:
+                    files.restore(self.output, previous)
+                    detail = f"nginx -t refused the new file, previous kept: {detail}"
+                else:
+                    detail = f"nginx -t refused {self.output}, left by an interrupted sync: {detail}"
+                if not self._reload_pending:
+                    self._clear_marker()  # the file is again what nginx runs
                 return ApplyResult("rejected", changes, detail, tuple(steps))
+            self._untested = False
         ok, detail = self._reload()
         steps.append(("reload", "ok" if ok else "failed"))
         if not ok:
@@ -71,8 +87,13 @@ class ReloadSink:
             self._reload_pending = True
             return ApplyResult("failed", changes, f"reload failed: {detail}", tuple(steps))
         self._reload_pending = False
+        self._clear_marker()
         self._applied = dict(desired.upstreams)
         return ApplyResult("reloaded", changes, steps=tuple(steps))
+
+    def _clear_marker(self) -> None:
+        with contextlib.suppress(OSError):  # left behind, it only costs one extra reload
+            self._marker.unlink()
 
     def needs_reconcile(self) -> bool:
         return False  # every apply compares with the file on disk anyway
