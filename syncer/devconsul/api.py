@@ -182,6 +182,15 @@ def index_page(path: str) -> Response:
     return Response(404, text.encode(), "text/plain; charset=utf-8")
 
 
+_GO_BOOLS = {"1": True, "t": True, "T": True, "TRUE": True, "true": True, "True": True,
+             "0": False, "f": False, "F": False, "FALSE": False, "false": False, "False": False}  # fmt: skip
+
+
+def parse_go_bool(raw: str) -> bool | None:
+    """Go's strconv.ParseBool: the spellings it accepts, None for anything else."""
+    return _GO_BOOLS.get(raw)
+
+
 def bool_param(call: Call, name: str, error: str) -> bool:
     """getBoolQueryParam: present without value means true, else strconv.ParseBool."""
     if not call.has(name):
@@ -189,20 +198,7 @@ def bool_param(call: Call, name: str, error: str) -> bool:
     raw = call.param(name)
     if raw == "":
         return True
-    values = {
-        "1": True,
-        "t": True,
-        "T": True,
-        "TRUE": True,
-        "true": True,
-        "True": True,
-        "0": False,
-        "f": False,
-        "F": False,
-        "FALSE": False,
-        "false": False,
-        "False": False,
-    }
-    if raw not in values:
+    value = parse_go_bool(raw)
+    if value is None:
         raise HTTPError(400, error)
-    return values[raw]
+    return value

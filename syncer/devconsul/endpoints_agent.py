@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from syncer.devconsul.api import Api, Call, Handler, Response
+from syncer.devconsul.api import Api, Call, Handler, Response, parse_go_bool
 from syncer.devconsul.blocking import effective_wait, parse_query_options, with_jitter
 from syncer.devconsul.decode import ANY_ADDRESSES, VALID_STATUSES, Fields, parse_check, parse_service
 from syncer.devconsul.encoding import DecodeError, decode_body, go_json
@@ -175,23 +175,10 @@ def _parse_enable(call: Call) -> bool:
     if not call.has("enable"):
         raise HTTPError(400, "Missing value for enable")
     raw = call.param("enable")
-    values = {
-        "1": True,
-        "t": True,
-        "T": True,
-        "TRUE": True,
-        "true": True,
-        "True": True,
-        "0": False,
-        "f": False,
-        "F": False,
-        "FALSE": False,
-        "false": False,
-        "False": False,
-    }
-    if raw not in values:
+    value = parse_go_bool(raw)
+    if value is None:
         raise HTTPError(400, f'Invalid value for enable: "{raw}"')
-    return values[raw]
+    return value
 
 
 def agent_service_maintenance(api: Api, call: Call) -> Response:

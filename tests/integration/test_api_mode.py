@@ -24,48 +24,38 @@ from syncer.testing.backends import BackendFarm
 from syncer.testing.consul import ConsulWriter
 from syncer.testing.wait import wait_until
 from tests.conftest import StartAgent, hits, needs_lua, needs_nginx
-from tests.integration.api_env import ApiEnv, make_api_env
+from tests.stack import Stack, make_stack, register
 
 pytestmark = [needs_nginx, needs_lua]
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> Iterator[ApiEnv]:
-    environment = make_api_env(tmp_path / "api")
-    environment.nginx.start(wait_port=environment.port)
-    yield environment
-    environment.nginx.stop()
-
-
-def register(consul: ConsulWriter, backends: BackendFarm, name: str, **kwargs: object) -> str:
-    address, port = backends.address(name)
-    return consul.register("web", name, port, address=address, **kwargs)  # type: ignore[arg-type]
-
-
-def served_by(env: ApiEnv, expected: set[str], count: int = 30) -> bool:
-    return set(hits(env.port, count)) == expected
+def env(tmp_path: Path) -> Iterator[Stack]:
+    stack = make_stack("api", tmp_path / "api", worker_processes=2).start()
+    yield stack
+    stack.stop()
 
 
 def test_traffic_follows_add_remove_weight_and_check_failure(
-    env: ApiEnv, dev_consul: DevConsul, consul: ConsulWriter, backends: BackendFarm, start_agent: StartAgent
+    env: Stack, dev_consul: DevConsul, consul: ConsulWriter, backends: BackendFarm, start_agent: StartAgent
 ) -> None:
     register(consul, backends, "b1")
     check_b2 = register(consul, backends, "b2")
     agent = start_agent(env.agent_args(dev_consul.address))
     workers = {p.pid for p in env.nginx.workers()}
-    wait_until(lambda: served_by(env, {"b1", "b2"}), timeout=15, message="initial push")
+    wait_until(lambda: env.served({"b1", "b2"}), timeout=15, message="initial push")
 
     register(consul, backends, "b3")
-    wait_until(lambda: served_by(env, {"b1", "b2", "b3"}), timeout=10, message="b3 added")
+    wait_until(lambda: env.served({"b1", "b2", "b3"}), timeout=10, message="b3 added")
 
     register(consul, backends, "b3", weights={"Passing": 4, "Warning": 1})
     wait_until(lambda: hits(env.port, 60)["b3"] == 40, timeout=10, message="b3 weighs 4 of 6")
 
     consul.check(check_b2, "critical")
-    wait_until(lambda: served_by(env, {"b1", "b3"}), timeout=10, message="b2 out on a failed check")
+    wait_until(lambda: env.served({"b1", "b3"}), timeout=10, message="b2 out on a failed check")
 
     consul.deregister("b1")
-    wait_until(lambda: served_by(env, {"b3"}), timeout=10, message="b1 removed")
+    wait_until(lambda: env.served({"b3"}), timeout=10, message="b1 removed")
 
     assert {p.pid for p in env.nginx.workers()} == workers  # not one reload
     upstream = env.admin("GET", "/upstreams/web").json()
@@ -142,7 +132,7 @@ class Load:
 
 @pytest.mark.slow
 def test_zero_failed_requests_under_load_and_churn(
-    env: ApiEnv, dev_consul: DevConsul, consul: ConsulWriter, tmp_path: Path, start_agent: StartAgent
+    env: Stack, dev_consul: DevConsul, consul: ConsulWriter, tmp_path: Path, start_agent: StartAgent
 ) -> None:
     """≥ 20,000 requests during ≥ 50 instance changes: none fails, each lands on an instance
     Consul held healthy at that moment or within the propagation window."""
@@ -154,7 +144,7 @@ def test_zero_failed_requests_under_load_and_churn(
             consul.register("web", name, farm.ports[name])
         timeline = Timeline([(time.monotonic(), frozenset(healthy))])
         start_agent(env.agent_args(dev_consul.address))
-        wait_until(lambda: served_by(env, healthy, 40), timeout=15, message="initial push")
+        wait_until(lambda: env.served(healthy, 40), timeout=15, message="initial push")
 
         load = Load(env.port)
         threads = load.start(4)
@@ -199,30 +189,30 @@ def test_zero_failed_requests_under_load_and_churn(
 
 
 def test_nginx_reload_keeps_the_state(
-    env: ApiEnv, dev_consul: DevConsul, consul: ConsulWriter, backends: BackendFarm, start_agent: StartAgent
+    env: Stack, dev_consul: DevConsul, consul: ConsulWriter, backends: BackendFarm, start_agent: StartAgent
 ) -> None:
     """`nginx -s reload` keeps generation, versions and servers: nothing to re-push."""
     register(consul, backends, "b1")
     register(consul, backends, "b2")
     agent = start_agent(env.agent_args(dev_consul.address))
-    wait_until(lambda: served_by(env, {"b1", "b2"}), timeout=15, message="initial push")
+    wait_until(lambda: env.served({"b1", "b2"}), timeout=15, message="initial push")
     before = env.admin("GET", "/upstreams").json()
     env.nginx.reload()
-    assert served_by(env, {"b1", "b2"})
+    assert env.served({"b1", "b2"})
     assert env.admin("GET", "/upstreams").json() == before
     assert "nginx restarted" not in agent.log()
 
 
 def test_a_restarted_nginx_is_detected_and_repushed(
-    env: ApiEnv, dev_consul: DevConsul, consul: ConsulWriter, backends: BackendFarm, start_agent: StartAgent
+    env: Stack, dev_consul: DevConsul, consul: ConsulWriter, backends: BackendFarm, start_agent: StartAgent
 ) -> None:
     """nginx stops; Consul changes meanwhile; nginx starts from the (now stale) snapshot, and
     the agent notices the new generation and re-pushes without any further Consul change."""
     register(consul, backends, "b1")
     register(consul, backends, "b2")
     agent = start_agent(env.agent_args(dev_consul.address))
-    wait_until(lambda: served_by(env, {"b1", "b2"}), timeout=15, message="initial push")
-    old_generation = env.generation()
+    wait_until(lambda: env.served({"b1", "b2"}), timeout=15, message="initial push")
+    old_generation = env.admin("GET", "/upstreams").json()["generation"]
 
     env.nginx.stop()
     consul.deregister("b1")
@@ -230,19 +220,19 @@ def test_a_restarted_nginx_is_detected_and_repushed(
     wait_until(lambda: "sync failed" in agent.log(), timeout=10, message="the agent sees nginx gone")
 
     env.nginx.start(wait_port=env.port)
-    assert env.generation() != old_generation
-    wait_until(lambda: served_by(env, {"b2", "b3"}), timeout=15, message="re-pushed after the restart")
+    assert env.admin("GET", "/upstreams").json()["generation"] != old_generation
+    wait_until(lambda: env.served({"b2", "b3"}), timeout=15, message="re-pushed after the restart")
     assert agent.alive()
 
 
 def test_a_killed_worker_comes_back_serving_the_current_set(
-    env: ApiEnv, dev_consul: DevConsul, consul: ConsulWriter, backends: BackendFarm, start_agent: StartAgent
+    env: Stack, dev_consul: DevConsul, consul: ConsulWriter, backends: BackendFarm, start_agent: StartAgent
 ) -> None:
     register(consul, backends, "b1")
     start_agent(env.agent_args(dev_consul.address))
-    wait_until(lambda: served_by(env, {"b1"}), timeout=15, message="initial push")
+    wait_until(lambda: env.served({"b1"}), timeout=15, message="initial push")
     register(consul, backends, "b4")
-    wait_until(lambda: served_by(env, {"b1", "b4"}), timeout=10, message="b4 added")
+    wait_until(lambda: env.served({"b1", "b4"}), timeout=10, message="b4 added")
     victim = env.nginx.workers()[0].pid
     os.kill(victim, signal.SIGKILL)
     wait_until(
@@ -251,11 +241,11 @@ def test_a_killed_worker_comes_back_serving_the_current_set(
         message="the master respawned the worker",
     )
     for _ in range(5):  # many connections, so both workers answer
-        assert served_by(env, {"b1", "b4"}, count=20)
+        assert env.served({"b1", "b4"}, count=20)
 
 
 def test_once_dry_run_prints_the_per_upstream_diff(
-    env: ApiEnv, dev_consul: DevConsul, consul: ConsulWriter, backends: BackendFarm
+    env: Stack, dev_consul: DevConsul, consul: ConsulWriter, backends: BackendFarm
 ) -> None:
     register(consul, backends, "b1")
     register(consul, backends, "b2")

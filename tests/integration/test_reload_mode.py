@@ -18,51 +18,41 @@ from syncer.devconsul.server import DevConsul
 from syncer.testing.backends import BackendFarm
 from syncer.testing.consul import ConsulWriter
 from syncer.testing.wait import wait_until
-from tests.conftest import StartAgent, hits, needs_nginx
-from tests.integration.reload_env import ReloadEnv, make_reload_env
+from tests.conftest import StartAgent, needs_nginx
+from tests.stack import Stack, make_stack, register
 
 pytestmark = [needs_nginx]
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> Iterator[ReloadEnv]:
-    environment = make_reload_env(tmp_path / "nginx")
-    environment.nginx.start(wait_port=environment.port)
-    yield environment
-    environment.nginx.stop()
-
-
-def register(consul: ConsulWriter, backends: BackendFarm, name: str, **kwargs: object) -> str:
-    address, port = backends.address(name)
-    return consul.register("web", name, port, address=address, **kwargs)  # type: ignore[arg-type]
-
-
-def served_by(env: ReloadEnv, expected: set[str], count: int = 30) -> bool:
-    return set(hits(env.port, count)) == expected
+def env(tmp_path: Path) -> Iterator[Stack]:
+    stack = make_stack("reload", tmp_path / "reload", worker_processes=2).start()
+    yield stack
+    stack.stop()
 
 
 def test_traffic_follows_register_check_failure_and_deregister(
-    env: ReloadEnv, dev_consul: DevConsul, consul: ConsulWriter, backends: BackendFarm, start_agent: StartAgent
+    env: Stack, dev_consul: DevConsul, consul: ConsulWriter, backends: BackendFarm, start_agent: StartAgent
 ) -> None:
     """Registering, failing a check and deregistering move real traffic through nginx."""
     register(consul, backends, "b1")
     check_b2 = register(consul, backends, "b2")
     agent = start_agent(env.agent_args(dev_consul.address))
-    wait_until(lambda: served_by(env, {"b1", "b2"}), timeout=15, message="b1 and b2 serve")
+    wait_until(lambda: env.served({"b1", "b2"}), timeout=15, message="b1 and b2 serve")
 
     register(consul, backends, "b3")
-    wait_until(lambda: served_by(env, {"b1", "b2", "b3"}), timeout=10, message="b3 joins")
+    wait_until(lambda: env.served({"b1", "b2", "b3"}), timeout=10, message="b3 joins")
 
     consul.check(check_b2, "critical")
-    wait_until(lambda: served_by(env, {"b1", "b3"}), timeout=10, message="b2 leaves on a failed check")
+    wait_until(lambda: env.served({"b1", "b3"}), timeout=10, message="b2 leaves on a failed check")
 
     consul.check(check_b2, "passing")
-    wait_until(lambda: served_by(env, {"b1", "b2", "b3"}), timeout=10, message="b2 comes back")
+    wait_until(lambda: env.served({"b1", "b2", "b3"}), timeout=10, message="b2 comes back")
 
     for name in ("b1", "b2", "b3"):
         consul.deregister(name)
     # No instance left: the placeholder keeps nginx valid and it answers 502.
-    wait_until(lambda: served_by(env, {"502"}, count=5), timeout=10, message="502 when nothing is healthy")
+    wait_until(lambda: env.served({"502"}, count=5), timeout=10, message="502 when nothing is healthy")
     assert "127.0.0.1:65535 down" in env.upstream_conf.read_text()
     assert agent.alive()
     events = [json.loads(line) for line in agent.log().splitlines() if line.startswith("{")]
@@ -72,13 +62,13 @@ def test_traffic_follows_register_check_failure_and_deregister(
 
 
 def test_unchanged_data_causes_no_reload(
-    env: ReloadEnv, dev_consul: DevConsul, consul: ConsulWriter, backends: BackendFarm, start_agent: StartAgent
+    env: Stack, dev_consul: DevConsul, consul: ConsulWriter, backends: BackendFarm, start_agent: StartAgent
 ) -> None:
     """Consul answers that do not change the healthy set leave nginx's workers alone."""
     check = register(consul, backends, "b1")
     register(consul, backends, "b2")
     start_agent(env.agent_args(dev_consul.address))
-    wait_until(lambda: served_by(env, {"b1", "b2"}), timeout=15, message="initial sync")
+    wait_until(lambda: env.served({"b1", "b2"}), timeout=15, message="initial sync")
     wait_until(lambda: len(env.nginx.workers(include_shutting_down=True)) == 2, timeout=10, message="old workers gone")
     workers = {p.pid for p in env.nginx.workers()}
     mtime = env.upstream_conf.stat().st_mtime_ns
@@ -95,13 +85,13 @@ def test_unchanged_data_causes_no_reload(
     consul.check(check, "passing")
     consul.register("other", "other-1", 9999)
     wait_until(lambda: health_queries() >= before + 2, timeout=10, message="the watch saw the new index")
-    assert served_by(env, {"b1", "b2"})
+    assert env.served({"b1", "b2"})
     assert {p.pid for p in env.nginx.workers()} == workers
     assert env.upstream_conf.stat().st_mtime_ns == mtime
 
 
 def test_a_broken_template_keeps_the_previous_config_live(
-    env: ReloadEnv,
+    env: Stack,
     dev_consul: DevConsul,
     consul: ConsulWriter,
     backends: BackendFarm,
@@ -118,7 +108,7 @@ def test_a_broken_template_keeps_the_previous_config_live(
     config = tmp_path / "syncer.toml"
     config.write_text(f'[reload]\ntemplate = "{template}"\n')
     agent = start_agent(["--config", str(config), *env.agent_args(dev_consul.address)])
-    wait_until(lambda: served_by(env, {"b1"}), timeout=15, message="initial sync")
+    wait_until(lambda: env.served({"b1"}), timeout=15, message="initial sync")
     good = env.upstream_conf.read_bytes()
     workers = {p.pid for p in env.nginx.workers()}
 
@@ -130,12 +120,12 @@ def test_a_broken_template_keeps_the_previous_config_live(
     wait_until(lambda: "nginx -t refused" in agent.log(), timeout=10, message="nginx -t refused the render")
     assert env.upstream_conf.read_bytes() == good
     assert {p.pid for p in env.nginx.workers()} == workers
-    assert served_by(env, {"b1"})
+    assert env.served({"b1"})
     assert agent.alive()
 
 
 def test_sighup_with_an_invalid_config_keeps_the_running_one(
-    env: ReloadEnv,
+    env: Stack,
     dev_consul: DevConsul,
     consul: ConsulWriter,
     backends: BackendFarm,
@@ -146,13 +136,13 @@ def test_sighup_with_an_invalid_config_keeps_the_running_one(
     config = tmp_path / "syncer.toml"
     config.write_text("[quiescence]\nmin = 0.05\n")
     agent = start_agent(["--config", str(config), *env.agent_args(dev_consul.address)])
-    wait_until(lambda: served_by(env, {"b1"}), timeout=15, message="initial sync")
+    wait_until(lambda: env.served({"b1"}), timeout=15, message="initial sync")
     config.write_text("[consul]\nwait = -5\n")
     agent.signal(signal.SIGHUP)
     wait_until(lambda: "new configuration refused" in agent.log(), timeout=10, message="refusal logged")
     assert "consul.wait" in agent.log()
     register(consul, backends, "b2")
-    wait_until(lambda: served_by(env, {"b1", "b2"}), timeout=10, message="still syncing on the old config")
+    wait_until(lambda: env.served({"b1", "b2"}), timeout=10, message="still syncing on the old config")
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -163,7 +153,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 
 def test_once_dry_run_prints_the_block_and_changes_nothing(
-    env: ReloadEnv, dev_consul: DevConsul, consul: ConsulWriter, backends: BackendFarm
+    env: Stack, dev_consul: DevConsul, consul: ConsulWriter, backends: BackendFarm
 ) -> None:
     """The issue's acceptance check: exactly the two passing instances, nothing touched."""
     register(consul, backends, "b1")
@@ -185,20 +175,20 @@ def test_once_dry_run_prints_the_block_and_changes_nothing(
 
 
 def test_once_applies_then_exits(
-    env: ReloadEnv, dev_consul: DevConsul, consul: ConsulWriter, backends: BackendFarm
+    env: Stack, dev_consul: DevConsul, consul: ConsulWriter, backends: BackendFarm
 ) -> None:
     register(consul, backends, "b4")
     args = env.agent_args(dev_consul.address)
     done = run_cli("once", *args)
     assert done.returncode == 0, done.stderr
     # `nginx -s reload` only signals the master; the new workers take a moment.
-    wait_until(lambda: served_by(env, {"b4"}), timeout=10, message="b4 serves after once")
+    wait_until(lambda: env.served({"b4"}), timeout=10, message="b4 serves after once")
     again = run_cli("once", *args)
     assert again.returncode == 0
     assert '"action": "unchanged"' in again.stderr
 
 
-def test_once_fails_with_one_line(env: ReloadEnv, tmp_path: Path) -> None:
+def test_once_fails_with_one_line(env: Stack, tmp_path: Path) -> None:
     """Unreachable Consul → exit 1; invalid config → exit 2; neither touches the file."""
     before = env.upstream_conf.read_bytes()
     config = tmp_path / "c.toml"
@@ -215,7 +205,7 @@ def test_once_fails_with_one_line(env: ReloadEnv, tmp_path: Path) -> None:
 
 
 def test_services_selected_by_tag_appear_and_vanish(
-    env: ReloadEnv, dev_consul: DevConsul, consul: ConsulWriter, backends: BackendFarm, start_agent: StartAgent
+    env: Stack, dev_consul: DevConsul, consul: ConsulWriter, backends: BackendFarm, start_agent: StartAgent
 ) -> None:
     """--tag watches /v1/catalog/services: a tagged service that appears gets an upstream;
     one that vanishes keeps its block, emptied to the 502 placeholder, so nginx stays valid."""
@@ -230,7 +220,7 @@ def test_services_selected_by_tag_appear_and_vanish(
     text = env.upstream_conf.read_text()
     assert "upstream web {" in text
     assert "internal" not in text
-    wait_until(lambda: served_by(env, {"b1"}), timeout=10, message="web serves")
+    wait_until(lambda: env.served({"b1"}), timeout=10, message="web serves")
 
     consul.register("batch", "batch-1", backends.ports["b4"], tags=["edge"])
     wait_until(lambda: "upstream batch {" in env.upstream_conf.read_text(), timeout=10, message="a new service")
@@ -242,4 +232,4 @@ def test_services_selected_by_tag_appear_and_vanish(
         message="the vanished service's upstream emptied to the placeholder",
     )
     assert env.nginx.test_config().returncode == 0
-    assert served_by(env, {"b1"})
+    assert env.served({"b1"})
