@@ -124,27 +124,6 @@ def test_a_broken_template_keeps_the_previous_config_live(
     assert agent.alive()
 
 
-def test_sighup_with_an_invalid_config_keeps_the_running_one(
-    env: Stack,
-    dev_consul: DevConsul,
-    consul: ConsulWriter,
-    backends: BackendFarm,
-    start_agent: StartAgent,
-    tmp_path: Path,
-) -> None:
-    register(consul, backends, "b1")
-    config = tmp_path / "syncer.toml"
-    config.write_text("[quiescence]\nmin = 0.05\n")
-    agent = start_agent(["--config", str(config), *env.agent_args(dev_consul.address)])
-    wait_until(lambda: env.served({"b1"}), timeout=15, message="initial sync")
-    config.write_text("[consul]\nwait = -5\n")
-    agent.signal(signal.SIGHUP)
-    wait_until(lambda: "new configuration refused" in agent.log(), timeout=10, message="refusal logged")
-    assert "consul.wait" in agent.log()
-    register(consul, backends, "b2")
-    wait_until(lambda: env.served({"b1", "b2"}), timeout=10, message="still syncing on the old config")
-
-
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "syncer", *args],
