@@ -59,6 +59,12 @@ def check_trust(answer: Answer, max_last_contact: float) -> None:
             f"Consul server last heard from the leader {answer.last_contact_ms} ms ago "
             f"(limit {max_last_contact * 1000:.0f} ms); not acting on it"
         )
+    if answer.filtered_by_acls and not answer.body:
+        # The token may not see what is there: an empty list is no proof of an empty service.
+        raise SuspectAnswer(
+            "Consul filtered this answer by ACLs (X-Consul-Results-Filtered-By-ACLs) and it is empty; "
+            "the token lacks service:read or node:read; not acting on it"
+        )
 
 
 class Watch:

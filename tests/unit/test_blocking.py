@@ -14,6 +14,8 @@ from syncer.discovery.blocking import (
     query_index,
     read_timeout,
 )
+from syncer.discovery.client import Answer
+from syncer.discovery.watch import SuspectAnswer, check_trust
 
 
 @pytest.mark.parametrize(
@@ -76,3 +78,12 @@ def test_token_bucket_allows_a_burst_of_two_then_paces() -> None:
     assert bucket.take() == 0.0  # refilled, but never above the burst
     assert bucket.take() == 0.0
     assert bucket.take() > 0.0
+
+
+def test_an_empty_answer_filtered_by_acls_is_not_believed() -> None:
+    """A token that may not see a service's instances gets an empty 200 with
+    X-Consul-Results-Filtered-By-ACLs: that is no proof the service has none."""
+    check_trust(Answer(5, [], True, 0, filtered_by_acls=False), 10)
+    check_trust(Answer(5, [{"x": 1}], True, 0, filtered_by_acls=True), 10)  # partial: still usable
+    with pytest.raises(SuspectAnswer, match="ACLs"):
+        check_trust(Answer(5, [], True, 0, filtered_by_acls=True), 10)
