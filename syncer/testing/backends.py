@@ -15,11 +15,17 @@ from syncer.testing.ports import free_ports
 
 
 class BackendFarm:
-    def __init__(self, prefix: Path, names: list[str], worker_processes: int = 1) -> None:
+    def __init__(self, prefix: Path, names: list[str], worker_processes: int = 1, ipv6: bool = False) -> None:
+        """``ipv6``: each backend also listens on ``[::1]`` with the same port."""
         self.ports: dict[str, int] = dict(zip(names, free_ports(len(names)), strict=True))
+
+        def listens(port: int) -> str:
+            v6 = f"\n        listen [::1]:{port};" if ipv6 else ""
+            return f"listen 127.0.0.1:{port} reuseport backlog=4096;{v6}"
+
         servers = "\n".join(
             f"""    server {{
-        listen 127.0.0.1:{port} reuseport backlog=4096;
+        {listens(port)}
         keepalive_requests 1000000;
         location / {{
             add_header X-Backend {name} always;
