@@ -153,16 +153,20 @@ def test_zero_failed_requests_under_load_and_churn(
         try:
             for _ in range(60):
                 spare = sorted(set(names) - healthy)
+                # Timestamps err towards "healthy": a leaving instance counts as healthy
+                # until its deregistration has returned, a joining one from just before its
+                # registration is sent (the push can reach nginx before the write returns).
                 if len(healthy) > 2 and (not spare or rng.random() < 0.5):
                     leaving = rng.choice(sorted(healthy))
                     healthy.discard(leaving)
                     consul.deregister(leaving)
+                    timeline.changes.append((time.monotonic(), frozenset(healthy)))
                 else:
                     joining = rng.choice(spare)
                     healthy.add(joining)
+                    timeline.changes.append((time.monotonic(), frozenset(healthy)))
                     weights = {"Passing": rng.randint(1, 3), "Warning": 1}
                     consul.register("web", joining, farm.ports[joining], weights=weights)
-                timeline.changes.append((time.monotonic(), frozenset(healthy)))
                 changes += 1
                 load.stop.wait(0.1)  # the churn rate itself, not a synchronisation
             wait_until(lambda: load.count >= 20_000, timeout=90, interval=0.2, message="20,000 requests")
