@@ -465,7 +465,3 @@ class Agent:
             if self.status_server is not None:
                 self.status_server.stop()
         return 0
-
-    def request_stop(self) -> None:
-        self._stop.set()
-        self._events.put(_Wake())

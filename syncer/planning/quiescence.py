@@ -35,8 +35,5 @@ class Quiescence:
         deadline = self.deadline()
         return deadline is not None and now >= deadline
 
-    def first_change(self) -> float | None:
-        return self._first
-
     def reset(self) -> None:
         self._first = self._last = None

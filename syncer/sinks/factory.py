@@ -7,10 +7,6 @@ from syncer.sinks.base import Sink
 from syncer.sinks.reload import ReloadSink
 
 
-class ModeUnavailable(Exception):
-    pass
-
-
 def make_sink(settings: Settings) -> Sink:
     if settings.mode == "reload":
         return ReloadSink(settings.reload)
