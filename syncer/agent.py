@@ -35,7 +35,7 @@ from syncer.discovery.sources import CatalogSource, HealthSource, Source
 from syncer.discovery.watch import Watch, WatchOptions, check_trust
 from syncer.health import HealthState, Verdict
 from syncer.metrics import Metrics
-from syncer.model import Server
+from syncer.model import Server, rendered_view
 from syncer.observe import StatusServer
 from syncer.planning.desired import desired_state
 from syncer.planning.guard import DropGuard
@@ -183,12 +183,8 @@ class Agent:
 
     def _accept(self, service: str, servers: tuple[Server, ...]) -> None:
         store = self.store
-        # Compare what a template may render (IDs, tags, meta), not only nginx's fields;
-        # the sink still skips the reload when the rendered bytes are the same.
         old = store.services.get(service)
-        if old is None or [(s, s.instance_id, s.tags, s.meta) for s in old] != [
-            (s, s.instance_id, s.tags, s.meta) for s in servers
-        ]:
+        if old is None or rendered_view(old) != rendered_view(servers):
             store.services[service] = servers
             self._changed(service)
 
@@ -252,7 +248,7 @@ class Agent:
 
         def read() -> None:
             try:
-                answer = client.health_service(service, passing=not rules.include_warning)
+                answer = HealthSource(client, service, rules).fetch(index=0, wait=0.0)  # a plain read
                 check_trust(answer, limit)
                 servers: tuple[Server, ...] | None = health_entries(service, answer.body, rules).servers
                 error = ""

@@ -78,6 +78,17 @@ def is_ipv6(address: str) -> bool:
         return False
 
 
+def rendered_view(
+    servers: tuple[Server, ...],
+) -> tuple[tuple[Server, str, tuple[str, ...], tuple[tuple[str, str], ...]], ...]:
+    """Everything a template may print: nginx's fields plus instance ID, tags and meta.
+
+    A change here is a change to act on (the sink still skips a reload when the rendered
+    bytes come out the same); ``Server`` equality alone ignores the last three.
+    """
+    return tuple((s, s.instance_id, s.tags, s.meta) for s in servers)
+
+
 def make_upstream(name: str, servers: list[Server] | tuple[Server, ...]) -> Upstream:
     """Sort by endpoint and keep the first server of each ``address:port``.
 

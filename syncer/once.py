@@ -16,6 +16,7 @@ from syncer.agent import log_rejections
 from syncer.config import Settings
 from syncer.discovery.client import Answer, ConsulClient, ConsulError
 from syncer.discovery.normalize import AnswerInvalid, Rules, catalog_service_names, health_entries
+from syncer.discovery.sources import HealthSource
 from syncer.discovery.watch import check_trust
 from syncer.model import Server
 from syncer.planning.desired import desired_state
@@ -68,7 +69,7 @@ def run_once(settings: Settings, dry_run: bool, out: TextIO | None = None) -> in
         for name in sorted(names):
 
             def health(name: str = name) -> Answer:
-                answer = client.health_service(name, passing=not rules.include_warning)
+                answer = HealthSource(client, name, rules).fetch(index=0, wait=0.0)  # a plain read
                 check_trust(answer, settings.consul.max_last_contact)
                 return answer
 

@@ -13,6 +13,7 @@ from typing import Protocol
 from syncer.discovery.client import Answer, ConsulClient
 from syncer.discovery.events import CatalogChanged, ServiceChanged
 from syncer.discovery.normalize import Rules, catalog_service_names, health_entries
+from syncer.model import rendered_view
 
 
 class Source(Protocol):
@@ -43,13 +44,7 @@ class HealthSource:
 
     def read(self, answer: Answer, index: int) -> tuple[object, ServiceChanged]:
         result = health_entries(self.service, answer.body, self._rules)
-        # Compare everything a template may render, not only what nginx's server line holds.
-        fingerprint = (
-            result.servers,
-            tuple((s.instance_id, s.tags, s.meta) for s in result.servers),
-            result.rejections,
-            result.skipped_warning,
-        )
+        fingerprint = (rendered_view(result.servers), result.rejections, result.skipped_warning)
         event = ServiceChanged(
             self.service, result.servers, result.rejections, result.skipped_warning, index, time.monotonic()
         )
