@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from syncer.devconsul.agent import LocalAgent
 from syncer.devconsul.api import Api, Call, Handler, Response, parse_go_bool
 from syncer.devconsul.blocking import effective_wait, parse_query_options, with_jitter
 from syncer.devconsul.decode import ANY_ADDRESSES, VALID_STATUSES, Fields, parse_check, parse_service
@@ -39,19 +40,6 @@ def agent_self(api: Api, call: Call) -> Response:
         "Version": agent.version,
         "BuildDate": "2024-01-01T00:00:00Z",
     }
-    member = {
-        "Name": agent.node_name,
-        "Addr": agent.address,
-        "Port": 8301,
-        "Tags": {"dc": agent.datacenter, "role": "consul", "id": agent.node_id, "vsn": "2"},
-        "Status": 1,
-        "ProtocolMin": 1,
-        "ProtocolMax": 5,
-        "ProtocolCur": 2,
-        "DelegateMin": 2,
-        "DelegateMax": 5,
-        "DelegateCur": 4,
-    }
     body = {
         "Config": config,
         "DebugConfig": {
@@ -61,7 +49,7 @@ def agent_self(api: Api, call: Call) -> Response:
             "DevMode": False,
         },
         "Coord": {"Vec": [0.0] * 8, "Error": 1.5, "Adjustment": 0.0, "Height": 1e-05},
-        "Member": member,
+        "Member": _serf_member(agent, vsn=True),
         "Stats": {
             "agent": {
                 "check_monitors": "0",
@@ -76,14 +64,14 @@ def agent_self(api: Api, call: Call) -> Response:
     return api.json(call, body)
 
 
-def agent_members(api: Api, call: Call) -> Response:
-    authz = api.authorize(call)
-    agent = api.agent
-    member = {
+def _serf_member(agent: LocalAgent, vsn: bool) -> dict[str, Any]:
+    """This node as a serf LAN member (``/v1/agent/self`` also shows the ``vsn`` tag)."""
+    tags = {"dc": agent.datacenter, "role": "consul", "id": agent.node_id, **({"vsn": "2"} if vsn else {})}
+    return {
         "Name": agent.node_name,
         "Addr": agent.address,
         "Port": 8301,
-        "Tags": {"dc": agent.datacenter, "role": "consul", "id": agent.node_id},
+        "Tags": tags,
         "Status": 1,
         "ProtocolMin": 1,
         "ProtocolMax": 5,
@@ -92,7 +80,12 @@ def agent_members(api: Api, call: Call) -> Response:
         "DelegateMax": 5,
         "DelegateCur": 4,
     }
-    return api.json(call, [member] if authz.allowed() else [])
+
+
+def agent_members(api: Api, call: Call) -> Response:
+    authz = api.authorize(call)
+    agent = api.agent
+    return api.json(call, [_serf_member(agent, vsn=False)] if authz.allowed() else [])
 
 
 def agent_services(api: Api, call: Call) -> Response:
