@@ -144,8 +144,13 @@ class FakeConsul:
             with self.cond:
                 self._block("checks_table", index, wait)
                 body: list[dict[str, Any]] = [
-                    {"Node": i.node, "CheckID": f"service:{i.id}", "ServiceID": i.id, "ServiceName": i.service,
-                     "Status": i.status}  # fmt: skip
+                    {
+                        "Node": i.node,
+                        "CheckID": f"service:{i.id}",
+                        "ServiceID": i.id,
+                        "ServiceName": i.service,
+                        "Status": i.status,
+                    }
                     for i in self.instances.values()
                     if i.has_check
                 ]

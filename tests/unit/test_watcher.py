@@ -12,6 +12,7 @@ import pytest
 
 from syncer.discovery.client import ConsulClient
 from syncer.discovery.events import (
+    ConfirmRead,
     ConsulStateReset,
     ServiceChanged,
     ServiceReadFailed,
@@ -101,9 +102,7 @@ def test_a_port_change_without_a_check_change_is_found(watcher: Watcher, consul:
     wait_until(lambda: events.ports("s7") == {9007}, message="s7 moved")
 
 
-def test_a_node_check_marks_every_service_on_the_node(
-    watcher: Watcher, consul: FakeConsul, events: Events
-) -> None:
+def test_a_node_check_marks_every_service_on_the_node(watcher: Watcher, consul: FakeConsul, events: Events) -> None:
     consul.set_node("n1", "passing")
     wait_until(lambda: consul.requests.get("health/state/any", 0) >= 3, message="detector saw the node")
     consul.set_node("n1", "critical")
@@ -140,9 +139,7 @@ def test_consul_losing_its_state_is_reported(watcher: Watcher, consul: FakeConsu
     for n in range(30):
         consul.set_status(f"s{n}-a", "passing")  # move the indexes well past where a restart lands
     consul.restart_empty()
-    wait_until(
-        lambda: any(isinstance(e, ConsulStateReset) for e in events.drain()), message="index went backwards"
-    )
+    wait_until(lambda: any(isinstance(e, ConsulStateReset) for e in events.drain()), message="index went backwards")
 
 
 def test_liveness_failure_and_recovery(consul: FakeConsul, events: Events) -> None:
@@ -171,5 +168,7 @@ def test_a_budget_too_small_is_refused(consul: FakeConsul, events: Events) -> No
 
 def test_confirm_answers_with_a_fresh_read(watcher: Watcher, consul: FakeConsul, events: Events) -> None:
     watcher.confirm("s2")
-    wait_until(lambda: any(getattr(e, "servers", None) is not None and type(e).__name__ == "ConfirmRead"
-                           for e in events.drain()), message="confirm read")  # fmt: skip
+    wait_until(
+        lambda: any(isinstance(e, ConfirmRead) and e.servers is not None for e in events.drain()),
+        message="confirm read",
+    )
