@@ -381,7 +381,7 @@ class Watcher:
             self._lock.notify_all()
         if self._options.metrics is not None:
             self._options.metrics.consul_errors.labels("health_service", str(status or type(exc).__name__)).inc()
-        log.warning("consul read failed", service=service, error=str(exc), attempt=attempt)
+        log.warning("consul query failed", service=service, error=str(exc), attempt=attempt)
         self._emit(ServiceReadFailed(service, str(exc), status, time.monotonic()))
 
     def _confirm(self, service: str) -> None:
