@@ -255,7 +255,12 @@ class Watcher:
             self._emit(CatalogChanged(frozenset(names), tuple(rejections), event.at))
         with self._lock:
             old, self._catalog = self._catalog, event
-            if old is None or event.index <= old.index:
+            if old is None or event.index == old.index:
+                return
+            if event.index < old.index:
+                # Consul's state was lost or restored: nothing we read before can be trusted
+                # to still hold, so read every service again (the store holds the drops).
+                self._sweep(self._clock())
                 return
             changed = {n for n in old.tags.keys() | event.tags.keys() if old.tags.get(n) != event.tags.get(n)}
             log.debug("catalog moved", index=event.index, services=sorted(changed)[:20])
