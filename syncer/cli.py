@@ -15,7 +15,7 @@ from typing import Any
 
 from syncer import config, logs
 
-SUBCOMMANDS = ("run", "once", "dev-consul", "nginx-example")
+SUBCOMMANDS = ("run", "once", "dev-consul", "nginx-example", "compare")
 
 
 class _RefuseSecret(argparse.Action):
@@ -145,6 +145,15 @@ def build_parser() -> argparse.ArgumentParser:
     from syncer import nginx_example  # noqa: PLC0415
 
     nginx_example.add_arguments(example)
+    compare = sub.add_parser(
+        "compare",
+        help="replay logged requests against primary, candidate (and secondary) and report what differs",
+        description="Replay logged requests against a primary, a candidate and a secondary (noise estimate) "
+        "and report per route what really differs; or compare nginx mirror logs (see docs/compare.md).",
+    )
+    from syncer.compare import cli as compare_cli  # noqa: PLC0415
+
+    compare_cli.add_arguments(compare)
     return parser
 
 
@@ -169,6 +178,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from syncer import nginx_example  # noqa: PLC0415
 
         return nginx_example.run(args)
+    if args.command == "compare":
+        from syncer.compare import cli as compare_cli  # noqa: PLC0415
+
+        return compare_cli.run(args)
 
     try:
         settings, overrides = _load_settings(args)
