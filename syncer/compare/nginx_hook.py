@@ -111,7 +111,6 @@ def http_directives(replay: ReplayLog | None, mirror: Mirror | None) -> list[str
         except LogFormatError as exc:
             raise HookError(f"replay log: {exc}") from None
         lines += ["# syncer compare: one JSON line per request, the format `syncer compare` replays", fmt]
-        lines.append(f"access_log {replay.path} syncer_replay;")
         if replay.body_bytes:
             lines.append(f"client_body_buffer_size {replay.body_bytes};  # bodies up to this size reach the log")
     if mirror is not None:
@@ -123,6 +122,18 @@ def http_directives(replay: ReplayLog | None, mirror: Mirror | None) -> list[str
         if share != "100%":
             lines.append(f'split_clients "${{request_id}}" $syncer_mirror_pick {{ {share} 1; * ""; }}')
         lines.append(f"upstream {MIRROR_UPSTREAM} {{ server {server} max_fails=0; keepalive 8; }}")
+    return lines
+
+
+def server_directives(replay: ReplayLog | None, access_log: str | None) -> list[str]:
+    """Lines for the proxying ``server`` block. The replay log goes here, not in ``http``:
+    an ``access_log off`` there would silence every log of that level. A server-level
+    ``access_log`` hides the ``http`` one, so ``access_log`` (the ordinary log) is repeated."""
+    if replay is None:
+        return []
+    lines = [f"access_log {_path(replay.path, 'replay log')} syncer_replay;  # syncer compare's replay log"]
+    if access_log:
+        lines.append(f"access_log {_path(access_log, 'access log')};")
     return lines
 
 
@@ -157,9 +168,10 @@ def mirror_location(mirror: Mirror) -> list[str]:
     return lines
 
 
-def decorate(conf: str, replay: ReplayLog | None, mirror: Mirror | None) -> str:
+def decorate(conf: str, replay: ReplayLog | None, mirror: Mirror | None, access_log: str | None = None) -> str:
     """``conf`` (a complete nginx.conf) with the replay log and/or the mirror added: after
-    the ``http {`` line, and around the first ``location / {`` (the proxied traffic)."""
+    the ``http {`` line, and around the first ``location / {`` (the proxied traffic).
+    ``access_log``: the ordinary access log of the config (None when off)."""
     if replay is None and mirror is None:
         return conf
     http = _HTTP_LINE.search(conf)
@@ -167,22 +179,15 @@ def decorate(conf: str, replay: ReplayLog | None, mirror: Mirror | None) -> str:
         raise HookError("the config has no 'http {' line to add the replay log/mirror to")
     block = "".join(f"    {line}\n" for line in http_directives(replay, mirror))
     conf = conf[: http.end() + 1] + block + conf[http.end() + 1 :]
-    if mirror is not None:
-        root = _ROOT_LOCATION.search(conf)
-        if root is None:
-            raise HookError("the config has no 'location / {' to mirror")
-        indent = root.group(1)
-        location = "".join(f"{indent}{line}\n" for line in mirror_location(mirror))
-        inside = f"{indent}    mirror {MIRROR_LOCATION};\n"
-        conf = (
-            conf[: root.start()]
-            + location
-            + "\n"
-            + conf[root.start() : root.end() + 1]
-            + inside
-            + conf[root.end() + 1 :]
-        )
-    return conf
+    root = _ROOT_LOCATION.search(conf)
+    if root is None:
+        raise HookError("the config has no 'location / {' for the replay log/mirror")
+    indent = root.group(1)
+    server = server_directives(replay, access_log) + (["", *mirror_location(mirror)] if mirror is not None else [])
+    added = "".join(f"{indent}{line}\n" if line else "\n" for line in server)
+    inside = f"{indent}    mirror {MIRROR_LOCATION};\n" if mirror is not None else ""
+    before, opening, after = conf[: root.start()], conf[root.start() : root.end() + 1], conf[root.end() + 1 :]
+    return before + added + "\n" + opening + inside + after
 
 
 # --- syncer nginx-example options --------------------------------------------------------
@@ -222,4 +227,4 @@ def apply(conf: str, args: argparse.Namespace) -> str:
     mirror = None
     if getattr(args, "mirror", None):
         mirror = Mirror(args.mirror, args.mirror_share, args.mirror_log, args.mirror_timeout)
-    return decorate(conf, replay, mirror)
+    return decorate(conf, replay, mirror, getattr(args, "access_log", None) or None)

@@ -187,11 +187,9 @@ class Replayer:
         try:
             headers, ignore = self.options.headers, self.options.ignore
             primary = flatten(self.sender.send(self.primary, entry), headers, ignore)
-            secondary = (
-                flatten(self.sender.send(self.secondary, entry), headers, ignore)
-                if self.secondary is not None
-                else None
-            )
+            secondary = None
+            if self.secondary is not None:
+                secondary = flatten(self.sender.send(self.secondary, entry), headers, ignore)
             candidate = flatten(self.sender.send(self.candidate, entry), headers, ignore)
             differed = self.tally.add(route_of(entry.method, entry.uri), entry, primary, candidate, secondary)
             if self.progress is not None:

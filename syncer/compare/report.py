@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from syncer.compare.noise import RouteVerdict, Thresholds
+from syncer.compare.noise import Example, RouteVerdict, Thresholds
 from syncer.compare.shadow import Latency, ShadowSummary
 
 FIELDS_SHOWN = 25
@@ -116,8 +116,8 @@ def replay_markdown(report: ReplayReport) -> str:
             lines.append(f"| … {len(r.fields) - FIELDS_SHOWN} more fields in the JSON report | | | | | |")
         lines.append("")
         if r.examples:
-            lines += ["Examples of real differences:", ""]
-            for e in r.examples:
+            lines += ["Examples of real differences (all of them in the JSON report):", ""]
+            for e in _first_examples(r.examples):
                 secondary = f", secondary `{_cell(e.secondary)}`" if e.secondary is not None else ""
                 lines.append(
                     f"- `{_cell(e.uri)}` (id `{_cell(e.request_id)}`) `{_cell(e.field)}`: "
@@ -126,7 +126,7 @@ def replay_markdown(report: ReplayReport) -> str:
             lines.append("")
     if report.skipped:
         lines += ["## Skipped", ""]
-        lines += [f"- {count} × {_cell(reason)}" for reason, count in sorted(report.skipped.items())]
+        lines += [f"- {count} x {_cell(reason)}" for reason, count in sorted(report.skipped.items())]
         lines.append("")
     if report.rejected_examples:
         lines += ["## Rejected log lines", ""]
@@ -136,7 +136,17 @@ def replay_markdown(report: ReplayReport) -> str:
         lines += ["## Internal failures", ""]
         lines += [f"- {_cell(text)}" for text in report.failures[:20]]
         lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _first_examples(examples: Sequence[Example], per_field: int = 2, total: int = 8) -> list[Example]:
+    shown: list[Example] = []
+    per: dict[str, int] = {}
+    for example in sorted(examples, key=lambda e: e.field != "status"):  # a status change first
+        if per.get(example.field, 0) < per_field and len(shown) < total:
+            per[example.field] = per.get(example.field, 0) + 1
+            shown.append(example)
+    return shown
 
 
 def replay_summary(report: ReplayReport) -> str:
@@ -155,7 +165,7 @@ def _latency(value: Latency | None) -> str:
 
 
 def _statuses(counts: dict[str, int]) -> str:
-    return " ".join(f"{status}×{count}" for status, count in counts.items())
+    return " ".join(f"{status}: {count}" for status, count in counts.items())
 
 
 def shadow_markdown(summary: ShadowSummary, max_diff: float) -> str:
@@ -177,7 +187,7 @@ def shadow_markdown(summary: ShadowSummary, max_diff: float) -> str:
             f"{_latency(r.mirror_latency)} | {'**DIFFERS**' if r.differs else 'same'} |"
         )
     lines += ["", f"A route differs when more than {max_diff:g}% of its mirrored requests got another status.", ""]
-    return "\n".join(lines)
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def shadow_summary(summary: ShadowSummary) -> str:

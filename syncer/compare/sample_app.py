@@ -26,12 +26,15 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     app: SampleApp
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that gave up (nginx's mirror timeout) is expected here, not an error
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def _answer(self, status: int, body: bytes, content_type: str, head: bool) -> None:
@@ -129,7 +132,7 @@ class SampleApp:
             if self.version == "new" and any(ch.isdigit() for ch in q):
                 return _json(404, {"error": "not found", **noise})
             return _json(200, {"q": q, "results": [q.upper()], **noise})
-        if len(parts) == 2 and parts[0] == "static":
+        if len(parts) == 2 and parts[0] == "static":  # /static/<n>.txt: the same in both versions
             return 200, f"static {parts[1]}\n".encode(), "text/plain"
         return _json(404, {"error": "no route", **noise})
 
@@ -157,6 +160,6 @@ def traffic() -> list[tuple[str, str]]:
     for n in range(1, 11):
         out += [("GET", f"/api/users/{n}"), ("GET", f"/api/orders/{n}"), ("GET", f"/api/items?page={n}")]
         out.append(("GET", f"/api/search?q={'abc' if n % 2 else f'x{n}'}"))
-        out.append(("GET", f"/static/file{n}.txt"))
+        out.append(("GET", f"/static/{n}.txt"))
     out += [("GET", "/health")] * 5 + [("HEAD", "/api/users/3")] * 2 + [("POST", "/api/orders")] * 2
     return out
