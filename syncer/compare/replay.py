@@ -213,7 +213,8 @@ class Replayer:
         except KeyboardInterrupt:
             interrupted = True
         try:
-            pool.shutdown(wait=True, cancel_futures=True)
+            # interrupted: drop what is queued, let what is in flight finish
+            pool.shutdown(wait=True, cancel_futures=interrupted)
         except KeyboardInterrupt:  # a second Ctrl-C: stop waiting for requests in flight
             interrupted = True
             pool.shutdown(wait=False, cancel_futures=True)
