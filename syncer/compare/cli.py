@@ -253,6 +253,12 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="syncer compare", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="syncer compare",
+        description="Replay logged requests against a primary, a candidate and a secondary (noise estimate) and "
+        "report per route what really differs; or compare the logs of nginx's mirror (docs/compare.md).",
+        epilog="Exit status: 0 no route differs beyond --max-diff; 1 some route does; 2 unusable input; "
+        "130 interrupted (a partial report was written).",
+    )
     add_arguments(parser)
     return run(parser.parse_args(argv))
