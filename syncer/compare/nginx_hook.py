@@ -55,6 +55,20 @@ class Mirror:
     log: str = "logs/mirror.log"
     timeout: str = "300ms"
     """proxy_read/send_timeout of the mirror; proxy_connect_timeout is at most 100ms."""
+    all_methods: bool = False
+    """Mirror every method; by default only GET and HEAD (a mirrored POST has side effects)."""
+
+
+def _condition(mirror: Mirror) -> str | None:
+    """The variable that is non-empty for a request to mirror; None: mirror everything."""
+    sampled = _share(mirror.share) != "100%"
+    if sampled and not mirror.all_methods:
+        return "$syncer_mirror_go"
+    if sampled:
+        return "$syncer_mirror_pick"
+    if not mirror.all_methods:
+        return "$syncer_mirror_method"
+    return None
 
 
 def _path(value: str, what: str) -> str:
@@ -121,6 +135,10 @@ def http_directives(replay: ReplayLog | None, mirror: Mirror | None) -> list[str
         share = _share(mirror.share)
         if share != "100%":
             lines.append(f'split_clients "${{request_id}}" $syncer_mirror_pick {{ {share} 1; * ""; }}')
+        if not mirror.all_methods:
+            lines.append('map $request_method $syncer_mirror_method { GET 1; HEAD 1; default ""; }')
+        if _condition(mirror) == "$syncer_mirror_go":
+            lines.append('map "$syncer_mirror_method$syncer_mirror_pick" $syncer_mirror_go { "11" 1; default ""; }')
         lines.append(f"upstream {MIRROR_UPSTREAM} {{ server {server} max_fails=0; keepalive 8; }}")
     return lines
 
@@ -141,16 +159,16 @@ def mirror_location(mirror: Mirror) -> list[str]:
     """The internal location the ``mirror`` subrequest goes to (server block level)."""
     scheme, _ = mirror_server(mirror.url)
     ms = _duration_ms(mirror.timeout, "mirror timeout")
-    sampled = _share(mirror.share) != "100%"
-    condition = " if=$syncer_mirror_pick" if sampled else ""  # log only the sampled share
+    go = _condition(mirror)
+    condition = f" if={go}" if go else ""  # log only what is mirrored
     lines = [
         f"location = {MIRROR_LOCATION} {{",
         "    internal;",
         "    log_subrequest on;",
         f"    access_log {_path(mirror.log, 'mirror log')} syncer_mirror{condition};",
     ]
-    if sampled:
-        lines.append('    if ($syncer_mirror_pick = "") { return 204; }  # not in the sampled share')
+    if go:
+        lines.append(f'    if ({go} = "") {{ return 204; }}  # not sampled, or not GET/HEAD')
     lines += [
         f"    proxy_pass {scheme}://{MIRROR_UPSTREAM}$request_uri;",
         "    proxy_http_version 1.1;",
@@ -213,6 +231,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--mirror-share", type=float, default=100.0, metavar="PCT", help="percent mirrored (default 100)")
     g.add_argument("--mirror-log", default="logs/mirror.log", metavar="PATH", help="the mirror's log")
     g.add_argument("--mirror-timeout", default="300ms", metavar="DURATION", help="mirror read/send timeout (300ms)")
+    g.add_argument(
+        "--mirror-all-methods", action="store_true", help="mirror POST, PUT, DELETE ... too (default: GET and HEAD)"
+    )
 
 
 def apply(conf: str, args: argparse.Namespace) -> str:
@@ -226,5 +247,5 @@ def apply(conf: str, args: argparse.Namespace) -> str:
         replay = ReplayLog(args.replay_log, headers, args.replay_log_body)
     mirror = None
     if getattr(args, "mirror", None):
-        mirror = Mirror(args.mirror, args.mirror_share, args.mirror_log, args.mirror_timeout)
+        mirror = Mirror(args.mirror, args.mirror_share, args.mirror_log, args.mirror_timeout, args.mirror_all_methods)
     return decorate(conf, replay, mirror, getattr(args, "access_log", None) or None)

@@ -100,14 +100,17 @@ def test_shadow_logs_compare_status_and_latency(tmp_path: Path) -> None:
     with SampleApp("old") as primary, SampleApp("new") as candidate:
         stack = start_example_nginx(tmp_path, primary.port, "--mirror", candidate.url)
         try:
-            mix = [(m, u) for m, u in traffic() if m == "GET"]
+            mix = traffic()
+            safe = [(m, u) for m, u in mix if m in ("GET", "HEAD")]
             _send(stack.url, mix)
-            wait_until(lambda: _lines(stack.mirror_log) == len(mix), message="every mirror logged")
+            wait_until(lambda: _lines(stack.replay_log) == len(mix), message="nginx logged every request")
+            wait_until(lambda: _lines(stack.mirror_log) == len(safe), message="every GET/HEAD mirror logged")
         finally:
             stack.nginx.stop()
+        assert all(method != "POST" for method, _, _ in candidate.hits)  # no side effects on the candidate
     code, report = _shadow(tmp_path, stack.replay_log, stack.mirror_log)
     assert code == cli.EXIT_DIFFERS
-    assert report["joined"] == len(mix)
+    assert report["joined"] == len(safe)
     differs = {r["route"]: r for r in report["routes"] if r["differs"]}
     assert set(differs) == {"GET /api/search"}  # 404 for queries with a digit; bodies are not seen
     assert differs["GET /api/search"]["mirror_status"] == {"200": 5, "404": 5}

@@ -238,6 +238,9 @@ def test_hook_places_directives() -> None:
     )
     assert "log_format syncer_replay escape=json" in out
     assert 'split_clients "${request_id}" $syncer_mirror_pick { 12.5% 1; * ""; }' in out
+    assert 'if ($syncer_mirror_go = "") { return 204; }' in out  # sampled and GET/HEAD only
+    everything = nginx_hook.decorate(conf, None, nginx_hook.Mirror("http://127.0.0.1:81", all_methods=True))
+    assert "if (" not in everything
     assert "server [::1]:81 max_fails=0;" in out
     server_part = out.split("    server {", 1)[1]
     assert server_part.index("access_log logs/r.log syncer_replay;") < server_part.index("location / {")
