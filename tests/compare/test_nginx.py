@@ -5,15 +5,19 @@ tight timeouts and logs the candidate's status and latency under the same reques
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 
 from syncer.compare import cli
 from syncer.compare.logformat import read_log
 from syncer.compare.sample_app import DIFFERING_ROUTES, SampleApp, traffic
+from syncer.testing.nginx import NginxProcess, has_lua_module
 from syncer.testing.wait import wait_until
 from tests.compare.conftest import Apps, needs_nginx, start_example_nginx
 
@@ -134,3 +138,24 @@ def test_mirror_share_samples_by_request_id(tmp_path: Path) -> None:
     code, report = _shadow(tmp_path, stack.replay_log, stack.mirror_log)
     assert code == cli.EXIT_OK
     assert report["joined"] == len(mirrored)
+
+
+@pytest.mark.parametrize("mode", ["reload", "api"])
+def test_printed_config_with_every_option_passes_nginx_t(tmp_path: Path, mode: str) -> None:
+    if mode == "api" and not has_lua_module():
+        pytest.skip("api mode needs nginx's Lua module")
+    token = tmp_path / "admin.token"
+    token.write_text("t0ken\n")
+    (tmp_path / "upstream.conf").write_text("upstream web { server 127.0.0.1:9; }\n")
+    args = [
+        sys.executable, "-m", "syncer", "nginx-example", "--mode", mode, "--listen", "127.0.0.1:1",
+        "--admin-listen", "127.0.0.1:2", "--token-file", str(token), "--snapshot-file", str(tmp_path / "s.json"),
+        "--upstream-conf", str(tmp_path / "upstream.conf"), "--replay-log", "logs/replay.log",
+        "--replay-log-header", "X-Tenant", "--replay-log-body", "2048", "--mirror", "http://[::1]:9",
+        "--mirror-share", "2.5", "--mirror-timeout", "1s",
+    ]  # fmt: skip
+    printed = subprocess.run(args, capture_output=True, text=True, check=True, timeout=30).stdout
+    assert '"x-tenant":"$http_x_tenant"' in printed
+    nginx = NginxProcess(tmp_path / "nginx", printed)
+    result = nginx.test_config()
+    assert result.returncode == 0, result.stderr

@@ -3,6 +3,7 @@ Diffy's noise rule, pacing, target syntax and the nginx hook's validation."""
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -11,7 +12,7 @@ from syncer.compare import logformat, nginx_hook
 from syncer.compare.fields import Captured, differing, flatten
 from syncer.compare.logformat import LogEntry, parse_lines
 from syncer.compare.noise import Tally, Thresholds, is_real
-from syncer.compare.replay import Pacer, select
+from syncer.compare.replay import Pacer, Progress, select
 from syncer.compare.routes import fold_path, route_of
 from syncer.compare.shadow import compare_logs, percentile
 from syncer.compare.targets import TargetError, parse_consul, resolve
@@ -246,3 +247,19 @@ def test_hook_places_directives() -> None:
     assert server_part.index("access_log logs/r.log syncer_replay;") < server_part.index("location / {")
     assert "access_log logs/a.log;" in server_part  # the ordinary log survives the server-level one
     assert "location / {\n            mirror /_syncer_mirror;" in out
+
+
+def test_progress_bar_redraws_one_line() -> None:
+    stream = io.StringIO()
+    now = [0.0]
+    progress = Progress(4, stream, clock=lambda: now[0])
+    for differed in (False, True, False, True):
+        now[0] += 0.5
+        progress.step(differed)
+    progress.close()
+    lines = stream.getvalue().split("\r")
+    assert lines[-1].startswith("[" + "#" * 30 + "] 4/4 100%")
+    assert lines[-1].rstrip().endswith("differing 2")
+    silent = Progress(4, None)
+    silent.step(True)
+    silent.close()  # no stream: nothing drawn, nothing raised
