@@ -250,6 +250,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     except (TargetError, logformat.LogFormatError) as exc:
         err.write(f"syncer compare: {exc}\n")
         return EXIT_USAGE
+    except KeyboardInterrupt:  # before replay started: nothing was sent, nothing to report
+        err.write("syncer compare: interrupted before any request was replayed\n")
+        return EXIT_INTERRUPTED
 
 
 def main(argv: list[str] | None = None) -> int:

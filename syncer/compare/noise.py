@@ -23,6 +23,8 @@ from syncer.compare.fields import Flat, differing, example_value
 from syncer.compare.logformat import LogEntry
 
 MAX_DIFF_SETS = 10_000  # distinct per-request difference sets kept per route
+MAX_FIELDS = 2_000  # distinct field names counted per route (JSON keyed by ids could grow without end)
+OTHER_FIELDS = "(other fields)"
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ class Tally:
         with self._lock:
             self.replayed += 1
             stats = self._routes.setdefault(route, RouteStats())
+            raw, noise = self._bounded(stats, raw), self._bounded(stats, noise)
             stats.requests += 1
             stats.raw_requests += bool(raw)
             stats.noise_requests += bool(noise)
@@ -131,6 +134,20 @@ class Tally:
                         )
                     )
         return bool(raw)
+
+    @staticmethod
+    def _bounded(stats: RouteStats, names: set[str]) -> set[str]:
+        """``names``, with fields beyond the per-route cap counted as one."""
+        known = stats.raw_fields.keys() | stats.noise_fields.keys()
+        room = MAX_FIELDS - len(known)
+        out: set[str] = set()
+        for name in sorted(names):
+            if name in known or room > 0:
+                room -= name not in known
+                out.add(name)
+            else:
+                out.add(OTHER_FIELDS)
+        return out
 
     def verdicts(self, thresholds: Thresholds, max_diff: float) -> list[RouteVerdict]:
         with self._lock:

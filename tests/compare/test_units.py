@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from syncer.compare import logformat, nginx_hook
+from syncer.compare import logformat, nginx_hook, noise
 from syncer.compare.fields import Captured, differing, flatten
 from syncer.compare.logformat import LogEntry, parse_lines
 from syncer.compare.noise import Tally, Thresholds, is_real
@@ -263,3 +263,15 @@ def test_progress_bar_redraws_one_line() -> None:
     silent = Progress(4, None)
     silent.step(True)
     silent.close()  # no stream: nothing drawn, nothing raised
+
+
+def test_fields_per_route_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(noise, "MAX_FIELDS", 3)
+    tally = Tally()
+    entry = LogEntry("replay", "id", "GET", "/a", 1)
+    for n in range(5):  # every answer keyed by a new id: field names without end
+        p = flatten(_json_answer({f"k{n}": 1, "v": 1}), [])
+        c = flatten(_json_answer({f"k{n}": 2, "v": 2}), [])
+        tally.add("GET /a", entry, p, c, None)
+    (route,) = tally.verdicts(Thresholds(), max_diff=0)
+    assert {f.name for f in route.fields} == {"body.k0", "body.k1", "body.v", noise.OTHER_FIELDS}
