@@ -183,14 +183,17 @@ class Replayer:
         self._failures: list[str] = []
         self._lock = threading.Lock()
 
-    def _one(self, entry: LogEntry) -> None:
+    def _one(self, entry: LogEntry, fanout: ThreadPoolExecutor) -> None:
         try:
             headers, ignore = self.options.headers, self.options.ignore
+            # the three copies leave together, as in Diffy: sent one after the other, the
+            # candidate would always answer last and time-dependent fields would differ more
+            # against it than against the secondary, which reads as a real difference
+            sent_secondary = fanout.submit(self.sender.send, self.secondary, entry) if self.secondary else None
+            sent_candidate = fanout.submit(self.sender.send, self.candidate, entry)
             primary = flatten(self.sender.send(self.primary, entry), headers, ignore)
-            secondary = None
-            if self.secondary is not None:
-                secondary = flatten(self.sender.send(self.secondary, entry), headers, ignore)
-            candidate = flatten(self.sender.send(self.candidate, entry), headers, ignore)
+            secondary = flatten(sent_secondary.result(), headers, ignore) if sent_secondary is not None else None
+            candidate = flatten(sent_candidate.result(), headers, ignore)
             differed = self.tally.add(route_of(entry.method, entry.uri), entry, primary, candidate, secondary)
             if self.progress is not None:
                 self.progress.step(differed)
@@ -201,13 +204,14 @@ class Replayer:
     def run(self, entries: Sequence[LogEntry]) -> Outcome:
         slots = threading.BoundedSemaphore(self.options.concurrency)
         pool = ThreadPoolExecutor(max_workers=self.options.concurrency, thread_name_prefix="compare")
+        fanout = ThreadPoolExecutor(max_workers=2 * self.options.concurrency, thread_name_prefix="compare-fanout")
         interrupted = False
         started = 0
         try:
             for entry in entries:
                 self.pacer.wait()
                 slots.acquire()
-                future = pool.submit(self._one, entry)
+                future = pool.submit(self._one, entry, fanout)
                 started += 1
                 future.add_done_callback(lambda _f: slots.release())
         except KeyboardInterrupt:
@@ -218,6 +222,7 @@ class Replayer:
         except KeyboardInterrupt:  # a second Ctrl-C: stop waiting for requests in flight
             interrupted = True
             pool.shutdown(wait=False, cancel_futures=True)
+        fanout.shutdown(wait=not interrupted, cancel_futures=True)
         if self.progress is not None:
             self.progress.close()
         with self._lock:
