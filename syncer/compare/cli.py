@@ -26,17 +26,28 @@ from syncer.compare.targets import Target, TargetError, resolve
 EXIT_OK, EXIT_DIFFERS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-def _positive(kind: type[int] | type[float]):  # type: ignore[no-untyped-def]
-    def parse(text: str) -> int | float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be above 0, got {text!r}")
-        return value
+class InputError(ValueError):
+    """Input that cannot be used: an unreadable log, nothing to replay, nowhere to write."""
 
-    return parse
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text!r}")
+    return value
 
 
 def _percent(text: str) -> float:
@@ -70,11 +81,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument(
         "--allow-side-effects", action="store_true", help="also replay methods other than GET and HEAD (POST ...)"
     )
-    s.add_argument("--rate", type=_positive(float), default=20.0, help="logged requests per second (default 20)")
-    s.add_argument("--concurrency", type=_positive(int), default=4, help="logged requests in flight (default 4)")
-    s.add_argument("--timeout", type=_positive(float), default=10.0, help="per request, seconds (default 10)")
-    s.add_argument("--limit", type=_positive(int), help="replay at most this many requests")
-    s.add_argument("--max-body", type=_positive(int), default=1024 * 1024, help="answer bytes kept (default 1 MiB)")
+    s.add_argument("--rate", type=_positive_float, default=20.0, help="logged requests per second (default 20)")
+    s.add_argument("--concurrency", type=_positive_int, default=4, help="logged requests in flight (default 4)")
+    s.add_argument("--timeout", type=_positive_float, default=10.0, help="per request, seconds (default 10)")
+    s.add_argument("--limit", type=_positive_int, help="replay at most this many requests")
+    s.add_argument("--max-body", type=_positive_int, default=1024 * 1024, help="answer bytes kept (default 1 MiB)")
     c = parser.add_argument_group("comparison")
     c.add_argument(
         "--header",
@@ -127,7 +138,7 @@ def _read(path: Path) -> logformat.Parsed:
     try:
         return logformat.read_log(path)
     except OSError as exc:
-        raise TargetError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def _consul_settings(args: argparse.Namespace, targets: list[str]) -> config.ConsulSettings | None:
@@ -145,6 +156,7 @@ def _consul_settings(args: argparse.Namespace, targets: list[str]) -> config.Con
 
 
 def _shadow(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    _check_outputs(args)
     originals, mirrors = _read(args.log), _read(args.mirror_log)
     summary = shadow.compare_logs(originals.entries, mirrors.entries, args.max_diff)
     rejected = {"rejected": originals.rejected + mirrors.rejected, "rejected_examples": originals.examples[:5]}
@@ -157,9 +169,17 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse up front a report that could not be written after the whole replay."""
+    for path in (args.report, args.json):
+        if path is not None and not path.parent.is_dir():
+            raise InputError(f"cannot write {path}: {path.parent} is not a folder")
+
+
 def _replay(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not args.primary or not args.candidate:
-        raise TargetError("--primary and --candidate are needed (or --mirror-log for shadow traffic)")
+        raise InputError("--primary and --candidate are needed (or --mirror-log for shadow traffic)")
+    _check_outputs(args)
     headers = logformat.check_header_names(args.headers or ("content-type", "location"))
     specs = [s for s in (args.primary, args.candidate, args.secondary) if s]
     consul = _consul_settings(args, specs)
@@ -171,7 +191,7 @@ def _replay(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         skipped[f"beyond --limit {args.limit}"] += len(chosen) - args.limit
         chosen = chosen[: args.limit]
     if not chosen:
-        raise TargetError(f"{args.log}: nothing to replay ({parsed.rejected} lines rejected, {dict(skipped)} skipped)")
+        raise InputError(f"{args.log}: nothing to replay ({parsed.rejected} lines rejected, {dict(skipped)} skipped)")
     options = replay.ReplayOptions(
         rate=args.rate,
         concurrency=args.concurrency,
@@ -247,7 +267,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
         if args.mirror_log is not None:
             return _shadow(args, out, err)
         return _replay(args, out, err)
-    except (TargetError, logformat.LogFormatError) as exc:
+    except (InputError, TargetError, logformat.LogFormatError) as exc:
         err.write(f"syncer compare: {exc}\n")
         return EXIT_USAGE
     except KeyboardInterrupt:  # before replay started: nothing was sent, nothing to report

@@ -113,3 +113,5 @@ def test_unusable_input_exits_2(tmp_path: Path, apps: Apps, capsys: Any) -> None
     assert cli.main([str(tmp_path / "missing.log"), *targets]) == cli.EXIT_USAGE
     assert cli.main([str(log), "--primary", apps.primary.url]) == cli.EXIT_USAGE
     assert cli.main([str(log), *targets, "--header", "Host"]) == cli.EXIT_USAGE
+    assert cli.main([str(log), *targets, "--allow-side-effects", "--json", "/nonexistent/dir/r.json"]) == 2
+    assert apps.primary.hit_count() == 0  # refused before anything was sent
