@@ -85,6 +85,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--concurrency", type=_positive_int, default=4, help="logged requests in flight (default 4)")
     s.add_argument("--timeout", type=_positive_float, default=10.0, help="per request, seconds (default 10)")
     s.add_argument("--limit", type=_positive_int, help="replay at most this many requests")
+    s.add_argument(
+        "--host",
+        dest="hosts",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="replay only requests nginx logged for this Host (repeatable; one nginx often fronts several services)",
+    )
     s.add_argument("--max-body", type=_positive_int, default=1024 * 1024, help="answer bytes kept (default 1 MiB)")
     c = parser.add_argument_group("comparison")
     c.add_argument(
@@ -186,7 +194,7 @@ def _replay(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     primary, candidate = resolve(args.primary, consul), resolve(args.candidate, consul)
     secondary: Target | None = resolve(args.secondary, consul) if args.secondary else None
     parsed = _read(args.log)
-    chosen, skipped = replay.select(parsed.entries, args.allow_side_effects)
+    chosen, skipped = replay.select(parsed.entries, args.allow_side_effects, args.hosts)
     if args.limit is not None and len(chosen) > args.limit:
         skipped[f"beyond --limit {args.limit}"] += len(chosen) - args.limit
         chosen = chosen[: args.limit]

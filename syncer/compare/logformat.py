@@ -32,6 +32,7 @@ DEFAULT_HEADERS = ("accept", "accept-language", "content-type", "user-agent")
 HEADER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,63}")
 METHOD = re.compile(r"[A-Z][A-Z0-9_-]{0,19}")
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+HOST = re.compile(r"[a-z0-9._:\[\]-]{0,255}")
 MAX_URI = 8192
 MAX_HEADER_VALUE = 8192
 MAX_LINE = 4 * 1024 * 1024
@@ -64,6 +65,8 @@ class LogEntry:
     """nginx's ``$status``: for a mirror entry, the subrequest's (504 when it timed out)."""
     upstream_time: float | None = None
     """The last attempt's ``$upstream_response_time`` in seconds; None when no upstream answered."""
+    host: str = ""
+    """nginx's ``$host`` (lower case): which service the request was for; "" when not logged."""
 
 
 @dataclass
@@ -226,6 +229,9 @@ def _json_entry(obj: object, line: int) -> LogEntry:
     if "body" in obj:
         # escape=json passes bytes >= 0x80 through raw; surrogateescape kept them byte-exact
         body = _text(obj, "body").encode("utf-8", "surrogateescape")
+    host = _text(obj, "host", required=False).lower()
+    if not HOST.fullmatch(host):
+        raise _Bad(f"host {host[:40]!r} is not a host name")
     content_length = int(clen_text) if clen_text else 0
     missing = content_length > 0 and (body is None or len(body) != content_length)
     return LogEntry(
@@ -239,6 +245,7 @@ def _json_entry(obj: object, line: int) -> LogEntry:
         body_missing=missing,
         status=status,
         upstream_time=upstream_time,
+        host=host,
     )
 
 

@@ -10,7 +10,7 @@ import collections
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TextIO
@@ -41,13 +41,19 @@ class ReplayOptions:
     allow_side_effects: bool = False
 
 
-def select(entries: Iterable[LogEntry], allow_side_effects: bool) -> tuple[list[LogEntry], collections.Counter[str]]:
-    """The entries to replay, and why the others are skipped."""
+def select(
+    entries: Iterable[LogEntry], allow_side_effects: bool, hosts: Collection[str] = ()
+) -> tuple[list[LogEntry], collections.Counter[str]]:
+    """The entries to replay, and why the others are skipped. ``hosts``: keep only requests
+    logged for these (nginx's ``$host``; one nginx often fronts several services)."""
     chosen: list[LogEntry] = []
     skipped: collections.Counter[str] = collections.Counter()
+    wanted = {h.lower() for h in hosts}
     for entry in entries:
         if entry.kind != "replay":
             skipped["mirror log entry (not a request to replay)"] += 1
+        elif wanted and entry.host not in wanted:
+            skipped["another host (--host)"] += 1
         elif entry.method not in SAFE_METHODS and not allow_side_effects:
             skipped[f"{entry.method}: side effects (use --allow-side-effects)"] += 1
         elif entry.body_missing:

@@ -62,7 +62,8 @@ def test_compare_replays_the_log_nginx_wrote(tmp_path: Path, apps: Apps) -> None
 
     out = tmp_path / "report.json"
     targets = ["--primary", apps.primary.url, "--candidate", apps.candidate.url, "--secondary", apps.secondary.url]
-    code = cli.main([str(stack.replay_log), *targets, "--allow-side-effects", "--json", str(out), "--rate", "1000"])
+    args = [*targets, "--allow-side-effects", "--host", "web", "--json", str(out), "--rate", "1000"]
+    code = cli.main([str(stack.replay_log), *args])
     report = json.loads(out.read_text())
     assert code == cli.EXIT_DIFFERS
     assert set(report["differing_routes"]) == set(DIFFERING_ROUTES)

@@ -61,7 +61,7 @@ def test_parse_replay_mirror_and_plain_lines() -> None:
     assert parsed.rejected == 0, parsed.examples
     first, post, big, mirror, plain, head = parsed.entries
     assert first.headers == (("accept", "application/json"),)  # empty = not sent
-    assert (first.status, first.upstream_time, first.body) == (200, 0.004, None)
+    assert (first.status, first.upstream_time, first.body, first.host) == (200, 0.004, None, "")
     assert post.body == body
     assert not post.body_missing
     assert big.body_missing
@@ -82,6 +82,7 @@ def test_parse_replay_mirror_and_plain_lines() -> None:
         (_replay_line(h={"host": "other"}), "refused"),
         (_replay_line(id="x" * 200), "request id"),
         (_replay_line(status="abc"), "not an HTTP status"),
+        (_replay_line(host="a b"), "not a host name"),
         (b"GET /a extra", "expected 'URI' or 'METHOD URI'"),
     ],
 )
@@ -175,6 +176,10 @@ def test_only_get_and_head_by_default() -> None:
     assert sum(skipped.values()) == 4
     chosen, _ = select(entries, allow_side_effects=True)
     assert [e.id for e in chosen] == ["1", "2", "3", "4"]
+    hosted = [LogEntry("replay", "a", "GET", "/", 1, host="web"), LogEntry("replay", "b", "GET", "/", 2, host="api")]
+    chosen, skipped = select(hosted, allow_side_effects=False, hosts=["WEB"])
+    assert [e.id for e in chosen] == ["a"]
+    assert skipped == {"another host (--host)": 1}
 
 
 def test_target_syntax() -> None:
