@@ -165,7 +165,7 @@ def _latency(value: Latency | None) -> str:
 
 
 def _statuses(counts: dict[str, int]) -> str:
-    return " ".join(f"{status}: {count}" for status, count in counts.items())
+    return ", ".join(f"{status} ({count})" for status, count in counts.items())
 
 
 def shadow_markdown(summary: ShadowSummary, max_diff: float) -> str:
