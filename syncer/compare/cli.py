@@ -130,6 +130,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="compare LOG (the originals) with the log nginx's mirror wrote (status and latency only)",
     )
+    m.add_argument(
+        "--max-latency-ratio",
+        type=_positive_float,
+        metavar="R",
+        help="shadow: a route also differs when the candidate's p90 latency is above R times the original's",
+    )
 
 
 def _write(markdown: str, json_text: str, args: argparse.Namespace, out: TextIO) -> None:
@@ -166,9 +172,10 @@ def _consul_settings(args: argparse.Namespace, targets: list[str]) -> config.Con
 def _shadow(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     _check_outputs(args)
     originals, mirrors = _read(args.log), _read(args.mirror_log)
-    summary = shadow.compare_logs(originals.entries, mirrors.entries, args.max_diff)
+    summary = shadow.compare_logs(originals.entries, mirrors.entries, args.max_diff, args.max_latency_ratio)
     rejected = {"rejected": originals.rejected + mirrors.rejected, "rejected_examples": originals.examples[:5]}
-    _write(report.shadow_markdown(summary, args.max_diff), report.to_json(summary, rejected), args, out)
+    markdown = report.shadow_markdown(summary, args.max_diff, args.max_latency_ratio)
+    _write(markdown, report.to_json(summary, rejected), args, out)
     err.write(report.shadow_summary(summary) + "\n")
     return EXIT_DIFFERS if any(r.differs for r in summary.routes) else EXIT_OK
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from syncer.compare.noise import Example, RouteVerdict, Thresholds
-from syncer.compare.shadow import Latency, ShadowSummary
+from syncer.compare.shadow import Latency, ShadowRoute, ShadowSummary
 
 FIELDS_SHOWN = 25
 
@@ -168,7 +168,7 @@ def _statuses(counts: dict[str, int]) -> str:
     return ", ".join(f"{status} ({count})" for status, count in counts.items())
 
 
-def shadow_markdown(summary: ShadowSummary, max_diff: float) -> str:
+def shadow_markdown(summary: ShadowSummary, max_diff: float, max_latency_ratio: float | None = None) -> str:
     lines = [
         "# syncer compare: shadow traffic (nginx mirror)",
         "",
@@ -184,10 +184,19 @@ def shadow_markdown(summary: ShadowSummary, max_diff: float) -> str:
         lines.append(
             f"| `{_cell(r.route)}` | {r.requests} | {_statuses(r.original_status)} | {_statuses(r.mirror_status)} | "
             f"{_pct(r.mismatch_rate)} | {r.mirror_timeouts} | {_latency(r.original_latency)} | "
-            f"{_latency(r.mirror_latency)} | {'**DIFFERS**' if r.differs else 'same'} |"
+            f"{_latency(r.mirror_latency)} | {_shadow_verdict(r)} |"
         )
-    lines += ["", f"A route differs when more than {max_diff:g}% of its mirrored requests got another status.", ""]
+    rule = f"A route differs when more than {max_diff:g}% of its mirrored requests got another status"
+    if max_latency_ratio is not None:
+        rule += f", or when the candidate's p90 latency is above {max_latency_ratio:g} times the original's"
+    lines += ["", rule + ".", ""]
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _shadow_verdict(route: ShadowRoute) -> str:
+    if not route.differs:
+        return "same"
+    return "**DIFFERS** (slower)" if route.slower and route.status_mismatch == 0 else "**DIFFERS**"
 
 
 def shadow_summary(summary: ShadowSummary) -> str:

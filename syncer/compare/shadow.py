@@ -50,6 +50,7 @@ class ShadowRoute:
     mirror_timeouts: int
     original_latency: Latency | None
     mirror_latency: Latency | None
+    slower: bool  # p90 beyond --max-latency-ratio
     differs: bool
 
 
@@ -66,10 +67,23 @@ def _status(value: int | None) -> str:
     return str(value) if value is not None else "-"
 
 
-def compare_logs(originals: Iterable[LogEntry], mirrors: Iterable[LogEntry], max_diff: float) -> ShadowSummary:
+MIN_LATENCY = 0.001  # nginx logs milliseconds: a 0.000 s original must not make every ratio infinite
+
+
+def too_slow(original: Latency | None, mirror: Latency | None, ratio: float | None) -> bool:
+    """The candidate's p90 above ``ratio`` times the original's (None: latency not judged)."""
+    if ratio is None or original is None or mirror is None:
+        return False
+    return mirror.p90 > ratio * max(original.p90, MIN_LATENCY)
+
+
+def compare_logs(
+    originals: Iterable[LogEntry], mirrors: Iterable[LogEntry], max_diff: float, max_latency_ratio: float | None = None
+) -> ShadowSummary:
     """Pairs by request id; a route differs when more than ``max_diff`` percent of its
     mirrored requests got another status from the candidate (a mirror timeout, 504,
-    counts: the candidate did not answer in time)."""
+    counts: the candidate did not answer in time), or, given ``max_latency_ratio``, when
+    the candidate's p90 latency is more than that many times the original's."""
     by_id: dict[str, LogEntry] = {}
     original_count = 0
     for entry in originals:
@@ -91,6 +105,9 @@ def compare_logs(originals: Iterable[LogEntry], mirrors: Iterable[LogEntry], max
     for route, joined in sorted(pairs.items()):
         mismatch = sum(o.status != m.status for o, m in joined)
         rate = mismatch / len(joined) * 100
+        original_latency = latency(o.upstream_time for o, _ in joined)
+        mirror_latency = latency(m.upstream_time for _, m in joined)
+        slower = too_slow(original_latency, mirror_latency, max_latency_ratio)
         routes.append(
             ShadowRoute(
                 route=route,
@@ -100,9 +117,10 @@ def compare_logs(originals: Iterable[LogEntry], mirrors: Iterable[LogEntry], max
                 status_mismatch=mismatch,
                 mismatch_rate=rate,
                 mirror_timeouts=sum(m.status == 504 for _, m in joined),
-                original_latency=latency(o.upstream_time for o, _ in joined),
-                mirror_latency=latency(m.upstream_time for _, m in joined),
-                differs=rate > max_diff,
+                original_latency=original_latency,
+                mirror_latency=mirror_latency,
+                slower=slower,
+                differs=rate > max_diff or slower,
             )
         )
     return ShadowSummary(original_count, mirror_count, sum(len(p) for p in pairs.values()), unmatched, tuple(routes))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -209,6 +211,11 @@ def test_shadow_join_and_percentiles() -> None:
     (route,) = summary.routes
     assert (route.status_mismatch, route.mirror_timeouts, route.differs) == (1, 1, True)
     assert route.mirror_status == {"200": 1, "504": 1}
+    assert not route.slower
+    slow = compare_logs(originals, mirrors[:1], max_diff=10, max_latency_ratio=1.5).routes[0]
+    assert slow.slower  # 20 ms against 10 ms
+    assert slow.differs
+    assert not compare_logs(originals, mirrors[:1], max_diff=10, max_latency_ratio=3).routes[0].differs
     assert percentile([1.0, 2.0, 3.0, 4.0], 0.5) == 2.0
     assert percentile([1.0, 2.0, 3.0, 4.0], 0.99) == 4.0
 
@@ -280,3 +287,13 @@ def test_fields_per_route_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         tally.add("GET /a", entry, p, c, None)
     (route,) = tally.verdicts(Thresholds(), max_diff=0)
     assert {f.name for f in route.fields} == {"body.k0", "body.k1", "body.v", noise.OTHER_FIELDS}
+
+
+def test_syncer_run_does_not_load_the_compare_command() -> None:
+    probe = (
+        "import sys; from syncer import cli; cli.build_parser().parse_args(['run', '--service', 'web']); "
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('syncer.compare'))))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    # nginx-example's parser holds the replay-log/mirror options (two small stdlib-only modules)
+    assert set(loaded) <= {"syncer.compare", "syncer.compare.nginx_hook", "syncer.compare.logformat"}
