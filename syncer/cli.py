@@ -15,7 +15,7 @@ from typing import Any
 
 from syncer import config, logs
 
-SUBCOMMANDS = ("run", "once", "dev-consul", "nginx-example")
+SUBCOMMANDS = ("run", "once", "dev-consul", "nginx-example", "compare")
 
 
 class _RefuseSecret(argparse.Action):
@@ -145,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     from syncer import nginx_example  # noqa: PLC0415
 
     nginx_example.add_arguments(example)
+    # listed here only: `main` hands `syncer compare ...` to syncer.compare's own parser
+    sub.add_parser("compare", help="replay logged requests against primary and candidate, report what differs")
     return parser
 
 
@@ -159,6 +161,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help")):
         argv.insert(0, "run")
+    if argv[0] == "compare":  # loaded only for this command: `syncer run` never imports it
+        from syncer.compare import cli as compare_cli  # noqa: PLC0415
+
+        return compare_cli.main(argv[1:])
     args = build_parser().parse_args(argv)
 
     if args.command == "dev-consul":

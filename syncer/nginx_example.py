@@ -295,6 +295,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="api mode: no log_by_lua (cheaper; final-attempt failures not counted, max_conns ignored)",
     )
     parser.add_argument("--user", default=None, help="nginx 'user' directive (root-started nginx)")
+    from syncer.compare import nginx_hook  # noqa: PLC0415 - `syncer compare`'s replay log and mirror
+
+    nginx_hook.add_arguments(parser)
 
 
 def options_from_args(args: argparse.Namespace) -> ExampleOptions:
@@ -322,6 +325,9 @@ def run(args: argparse.Namespace) -> int:
     """Print the config; exit status 2 with a message for an unusable option."""
     try:
         text = render_example(args.mode, options_from_args(args))
+        from syncer.compare import nginx_hook  # noqa: PLC0415
+
+        text = nginx_hook.apply(text, args)
     except ExampleError as exc:
         print(f"syncer nginx-example: {exc}", file=sys.stderr)
         return 2
