@@ -115,7 +115,7 @@ def debian_options(**overrides: object) -> ExampleOptions:
     (the admin access log, the stable Lua folder); the rest is Debian's nginx.conf's."""
     values: dict[str, object] = {
         "layout": "debian",
-        "lua_dir": str(resources.STABLE_LUA_DIR),
+        "lua_dir": str(resources.installed_lua_dir()),
         "pid_path": "/run/nginx.pid",
         "error_log": "/var/log/nginx/error.log",
         "access_log": "/var/log/nginx/access.log",

@@ -55,6 +55,13 @@ def lua_dir() -> Path:
     return Path(named) if named else shipped_lua_dir()
 
 
+def installed_lua_dir() -> Path:
+    """Where the installed Lua modules are (or will be): ``SYNCER_LUA_DIR`` when set, else
+    scripts/install.sh's folder. For configs written for an installed host."""
+    named = os.environ.get(LUA_DIR_ENV)
+    return Path(named) if named else STABLE_LUA_DIR
+
+
 def is_stable(folder: Path) -> bool:
     """False for a folder inside the Python package: fine for a trial, not for nginx.conf."""
     try:
