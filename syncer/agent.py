@@ -33,7 +33,7 @@ from syncer.discovery.events import (
 from syncer.discovery.normalize import Rejection, Rules, health_entries
 from syncer.discovery.sources import CatalogSource, HealthSource, Source
 from syncer.discovery.watch import Watch, WatchOptions, check_trust
-from syncer.health import HealthState, Verdict
+from syncer.health import HealthState, Verdict, apply_failure_cause
 from syncer.metrics import Metrics
 from syncer.model import Server, rendered_view
 from syncer.observe import StatusServer
@@ -233,7 +233,7 @@ class Agent:
             self._select(set(self.settings.services.names) | set(event.names))
         elif isinstance(event, WatchFailed):
             self._failing_watches.setdefault(event.key, event.at)
-            self.health.consul_failed(min(self._failing_watches.values()), event.error)
+            self.health.consul_failed(min(self._failing_watches.values()), event.error, status=event.status)
         elif isinstance(event, WatchRecovered):
             self._failing_watches.pop(event.key, None)
             if not self._failing_watches:
@@ -298,7 +298,7 @@ class Agent:
             self._notifier.status(f"in sync: {len(desired.upstreams)} upstreams ({result.action})")
         else:
             log.error("sync failed; last good state stays in force", detail=result.detail, **fields)
-            self.health.apply_failed(finished, result.detail)
+            self.health.apply_failed(finished, result.detail, cause=apply_failure_cause(result))
             self._quiescence.reset()
             if result.retryable:
                 self._retry_at = self._clock() + self._retry_delay
