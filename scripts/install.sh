@@ -45,26 +45,28 @@ as_root=false
 [ "$(id -u)" -eq 0 ] && as_root=true
 own() { if $as_root; then chown root:root "$@"; fi; }
 
-# 1. the virtualenv (Debian needs python3-venv for ensurepip)
-if [ ! -x "$VENV/bin/python" ]; then
+# 1. the virtualenv (Debian needs python3-venv for ensurepip). After a Python upgrade
+# (Debian 12 -> 13: 3.11 -> 3.13) the old venv no longer runs: it is rebuilt.
+version='import sys; print(sys.version)'
+if [ ! -x "$VENV/bin/python" ] || [ "$("$VENV/bin/python" -c "$version" 2>/dev/null)" != "$("$PYTHON" -c "$version")" ]; then
     say "creating the virtualenv $VENV"
     install -d -m 0755 "$(dirname "$VENV")"
-    "$PYTHON" -m venv "$VENV" 2>/dev/null || die "'$PYTHON -m venv' failed; on Debian: apt install python3-venv"
+    "$PYTHON" -m venv --clear "$VENV" 2>/dev/null || die "'$PYTHON -m venv' failed; on Debian: apt install python3-venv"
 fi
 say "installing syncer into $VENV"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${PIP_ARGS[@]}" "$SRC"
 
-# 2. the command: a wrapper, not a symlink into the venv, so a rebuilt venv (new
-# Python) keeps it working, and so it can name the stable Lua folder
+# 2. the command: a wrapper around the venv's entry point (not `python -m syncer`, which
+# would put the caller's working folder first on sys.path), naming the stable Lua folder
 install -d -m 0755 "$(dirname "$BIN")"
 tmp=$(mktemp "$BIN.XXXXXX")
 cat >"$tmp" <<EOF
 #!/bin/sh
 # syncer, installed by syncer's scripts/install.sh (uninstall: scripts/uninstall.sh).
-# The venv's own Python: the system Python's packages stay untouched (PEP 668).
+# It runs in its own venv: the system Python's packages stay untouched (PEP 668).
 SYNCER_LUA_DIR=\${SYNCER_LUA_DIR:-$PREFIX/usr/share/syncer/lua}
 export SYNCER_LUA_DIR
-exec $VENV/bin/python -m syncer "\$@"
+exec $VENV/bin/syncer "\$@"
 EOF
 chmod 0755 "$tmp"
 own "$tmp"

@@ -58,7 +58,7 @@ def test_layout_and_modes(installed: Path) -> None:
     assert (prefix / "opt/syncer/bin/python").exists()
     wrapper = prefix / "usr/local/bin/syncer"
     assert mode(wrapper) == 0o755
-    assert f"exec {prefix}/opt/syncer/bin/python -m syncer" in wrapper.read_text()
+    assert f'exec {prefix}/opt/syncer/bin/syncer "$@"' in wrapper.read_text()
 
     lua = prefix / "usr/share/syncer/lua/syncer"
     shipped = sorted(p.name for p in (ROOT / "lua" / "syncer").glob("*.lua"))
@@ -135,6 +135,7 @@ def test_second_run_changes_nothing_but_keeps_operator_edits_and_tightens_secret
     before = manifest(installed)
     done = run(["bash", str(INSTALL)], installed)
     assert "tightened" in done.stdout
+    assert "creating the virtualenv" not in done.stdout  # the venv is reused
     after = manifest(installed)
     assert (etc / "syncer.toml").read_text() == 'mode = "api"\n'
     assert (etc / "admin.token").read_text() == token
