@@ -5,16 +5,22 @@ in both modes, with the packaged nginx binary and its compiled-in prefix and mod
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
 import pytest
+import requests
 
 from syncer import resources
 from syncer.nginx_example import DEBIAN_CONF_D, debian_options, render_example, rlimit_nofile
-from syncer.testing.nginx import has_lua_module, nginx_binary
+from syncer.testing.backends import BackendFarm
+from syncer.testing.nginx import children, has_lua_module, nginx_binary
+from syncer.testing.ports import free_port, port_open
+from syncer.testing.wait import wait_until
 
 STOCK = Path("/etc/nginx")
 STOCK_CONF = STOCK / "nginx.conf"
@@ -170,3 +176,47 @@ def test_debian_layout_names_debians_paths_and_nothing_of_the_main_context(mode:
     if mode == "api":
         assert 'lua_package_path "/usr/share/syncer/lua/?.lua;;";' in lines
         assert "access_log /var/log/nginx/syncer-admin-access.log;" in lines
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="Debian's nginx.conf starts as root (user www-data)")
+def test_api_mode_runs_beside_debians_nginx_conf(tmp_path: Path) -> None:
+    """Beyond `nginx -t`: Debian's nginx.conf plus the api snippet starts as Debian runs it
+    (root master, www-data workers, modules from modules-enabled/), the admin API takes an
+    upstream and traffic reaches the backend through the Lua balancer."""
+    nginx = DebianNginx(tmp_path)
+    (nginx.etc / "sites-enabled" / "default").unlink()  # port 80 is not the test's to take
+    token = tmp_path / "admin.token"
+    token.write_text("0123456789abcdef0123456789abcdef\n")
+    token.chmod(0o600)
+    port, admin = free_port(), free_port()
+    nginx.add(
+        "syncer.conf",
+        render_example(
+            "api",
+            debian_options(
+                listen=f"127.0.0.1:{port}",
+                admin_listen=f"127.0.0.1:{admin}",
+                lua_dir=str(resources.shipped_lua_dir()),
+                token_file=str(token),
+                snapshot_file=str(tmp_path / "snapshot.json"),
+            ),
+        ),
+    )
+    command = [nginx_binary() or "nginx", "-e", str(nginx.logs / "error.log"), "-c", str(nginx.conf)]
+    with BackendFarm(tmp_path / "farm", ["b1"]) as farm:
+        master = subprocess.Popen([*command, "-g", "daemon off;"], stderr=subprocess.PIPE)
+        try:
+            wait_until(lambda: port_open(admin), timeout=15, message="Debian's nginx listening")
+            auth = {"Authorization": "Bearer 0123456789abcdef0123456789abcdef"}
+            body = {"servers": [{"address": "127.0.0.1", "port": farm.ports["b1"]}]}
+            pushed = requests.put(f"http://127.0.0.1:{admin}/upstreams/web", json=body, headers=auth, timeout=5)
+            assert pushed.status_code == 200, pushed.text
+            answer = requests.get(f"http://127.0.0.1:{port}/", headers={"Host": "web"}, timeout=5)
+            assert answer.text == "b1\n"
+            assert answer.headers["Server"] == "nginx"  # server_tokens off
+            workers = [proc for proc in children(master.pid) if "worker" in proc.title]
+            assert workers
+            assert all(Path(f"/proc/{proc.pid}").stat().st_uid == pwd.getpwnam("www-data").pw_uid for proc in workers)
+        finally:
+            master.send_signal(signal.SIGQUIT)
+            master.wait(timeout=15)
