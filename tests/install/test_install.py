@@ -89,6 +89,10 @@ def test_installed_command_names_the_stable_lua_path(installed: Path) -> None:
     assert run([wrapper, "lua-path"], installed).stdout == f"{lua}\n"
     snippet = run([wrapper, "nginx-example", "--layout", "debian", "--mode", "api"], installed).stdout
     assert f'lua_package_path "{lua}/?.lua;;";' in snippet
+    # the venv's own entry point, without the wrapper: the copy inside the package, flagged
+    inside = run([str(installed / "opt/syncer/bin/syncer"), "lua-path"], installed)
+    assert "site-packages/syncer/_shipped/lua" in inside.stdout
+    assert "moves when the venv is rebuilt" in inside.stderr
     bad = installed / "bad.toml"
     bad.write_text('mode = "sideways"\n')
     command = [wrapper, "run", "--config", str(bad)]
