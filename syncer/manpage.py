@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import re
 
 SECTIONS_AFTER = """\
@@ -118,6 +119,9 @@ def _subcommands(parser: argparse.ArgumentParser) -> list[tuple[str, str, argpar
 
 def render(parser: argparse.ArgumentParser, version: str, date: datetime.date | None = None) -> str:
     """The whole page, in the man(7) macros."""
+    if date is None:  # reproducible builds set SOURCE_DATE_EPOCH
+        epoch = os.environ.get("SOURCE_DATE_EPOCH", "")
+        date = datetime.datetime.fromtimestamp(int(epoch), datetime.timezone.utc).date() if epoch.isdigit() else None
     day = (date or datetime.date.today()).isoformat()
     name = parser.prog
     lines = [
