@@ -28,7 +28,7 @@ from syncer.discovery.client import ConsulClient
 from syncer.discovery.events import Event
 from syncer.discovery.normalize import Rejection, Rules
 from syncer.discovery.watcher import Watcher, WatcherOptions
-from syncer.health import HealthState, Verdict
+from syncer.health import HealthState, Verdict, apply_failure_cause, consul_failure_cause
 from syncer.metrics import Metrics
 from syncer.model import Desired
 from syncer.observe import StatusServer
@@ -302,7 +302,7 @@ class Agent:
             self._notifier.status(f"in sync: {len(desired.upstreams)} upstreams ({result.action})")
         else:
             log.error("sync failed; last good state stays in force", detail=result.detail, **fields)
-            self.health.apply_failed(done.finished, result.detail)
+            self.health.apply_failed(done.finished, result.detail, cause=apply_failure_cause(result))
             for name, at in self._in_flight.items():
                 self.store.changed_at.setdefault(name, at)  # still to be applied
             if result.retryable:
@@ -353,6 +353,7 @@ class Agent:
         self.health.consul_failing_since = self.store.consul_failing_since()
         if self.health.consul_failing_since is not None:
             self.health.last_consul_error = self.store.last_error
+            self.health.consul_cause = consul_failure_cause(self.store.last_status)
         return self.health.verdict(self._clock())
 
     def _start_status_server(self) -> None:
