@@ -69,7 +69,7 @@ class DropDecided:
     service: str
     before: int
     after: int
-    outcome: Literal["confirmed", "recovered", "grace over", "confirm failed"]
+    outcome: Literal["confirmed", "recovered", "confirm failed", "refilled", "grace over"]
     error: str = ""
 
 
@@ -213,7 +213,7 @@ class Store:
             self.reset_held[name] = event.servers
             return commands
         if self.reset_held.pop(name, None) is not None:
-            commands.append(DropDecided(name, len(current or ()), len(event.servers), "recovered"))
+            commands.append(DropDecided(name, len(current or ()), len(event.servers), "refilled"))
         if self.guard.offer(name, current, event.servers, now):
             self._accept(name, event.servers, now)
         elif name not in self.confirming:

@@ -46,7 +46,7 @@ def test_index_zero_never_busy_loops(
     start_agent(stack.agent_args(dev_consul.address))
     stack.wait_serving(backends, {"b1"})
 
-    dev_consul.faults.force_index(0, HEALTH_PATH)
+    dev_consul.faults.force_index(0, "/v1/health/state/any")  # the check detector: a blocking query
     nudge(consul)  # ends the poll in flight; the next one (faulted) blocks on the real index
     wait_fault_hits(dev_consul, 1)
     nudge(consul)  # ...and answers with index 0: from here on every query returns at once
