@@ -161,7 +161,6 @@ class ConsulClient:
         session: requests.Session = self._consul.http.session
         session.mount("http://", adapter)
         session.mount("https://", adapter)
-        session.trust_env = False  # no proxy or .netrc from the environment between us and Consul
         if settings.auth is not None:
             session.auth = settings.auth  # CONSUL_HTTP_AUTH: HTTP basic auth, as Consul's client
         self._headers = {"X-Consul-Token": settings.token} if settings.token else {}
