@@ -31,8 +31,13 @@ def test_kill_leaves_no_worker_holding_the_port(tmp_path: Path, attempt: int) ->
     port = free_port()
     nginx = NginxProcess(tmp_path / f"nginx-{attempt}", conf(port))
     nginx.start(wait_port=port)
-    workers = {p.pid for p in nginx.workers()}
-    assert len(workers) == 4
+
+    # The master listens before it forks: wait for all four workers.
+    def four_workers() -> set[int] | None:
+        found = {p.pid for p in nginx.workers()}
+        return found if len(found) == 4 else None
+
+    workers = wait_until(four_workers, timeout=5, message="4 workers")
     try:
         nginx.kill()
         wait_until(lambda: not port_open(port), timeout=3, message="nothing listening after kill()")
