@@ -11,7 +11,7 @@ from syncer.devconsul.server import DevConsul
 from syncer.testing.backends import BackendFarm
 from syncer.testing.consul import ConsulWriter
 from tests.conftest import StartAgent
-from tests.stack import BOTH_MODES, HEALTH_PATH, Stack, nudge, register, wait_event, wait_fault_hits
+from tests.stack import BOTH_MODES, Stack, nudge, register, wait_event, wait_fault_hits
 
 
 @pytest.mark.parametrize("stack", BOTH_MODES, indirect=True)

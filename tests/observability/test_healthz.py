@@ -18,7 +18,6 @@ from tests.conftest import StartAgent
 from tests.faultproxy import FaultProxy
 from tests.stack import (
     BOTH_MODES,
-    HEALTH_PATH,
     NEEDS_LUA,
     NEEDS_NGINX,
     Stack,

@@ -150,22 +150,28 @@ def test_an_unreadable_service_does_not_hold_back_the_others(consul: FakeConsul,
 
 
 def test_the_loop_does_not_spin_while_it_waits(consul: FakeConsul, run: Any) -> None:
-    """Not ready (every read fails): the loop sleeps between looks instead of busy-looping."""
+    """Not ready (every read fails): the loop sleeps between looks instead of busy-looping.
+
+    The old loop computed a wake-up of 0 s whenever a quiescence deadline had passed while
+    the store was not ready, and spun at 100 % CPU. Events may wake it (failures arrive);
+    the timeouts it picks must not be zero.
+    """
     for n in range(N):
         consul.fail_reads[f"s{n}"] = 500
     running = run(FakeSink())
-    calls = 0
-    original = running.agent._decide
+    short = 0
+    original = running.agent._next_wake
 
-    def counting(now: float) -> None:
-        nonlocal calls
-        calls += 1
-        original(now)
+    def recording(now: float, next_watchdog: float | None) -> float:
+        nonlocal short
+        wake = original(now, next_watchdog)
+        short += wake < 0.005
+        return float(wake)
 
-    running.agent._decide = counting
+    running.agent._next_wake = recording
     deadline = time.monotonic() + 1.0
     wait_until(lambda: time.monotonic() >= deadline, message="a second passes")
-    assert calls < 200, f"{calls} loop turns in one second"
+    assert short == 0, f"{short} zero-length waits in one second"
 
 
 def test_the_watchdog_is_fed_while_a_slow_apply_runs(consul: FakeConsul, run: Any) -> None:
