@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from syncer import config, logs
+from syncer.sinks import registry
 
 SUBCOMMANDS = ("run", "once", "dev-consul", "nginx-example", "compare", "lua-path", "manpage")
 
@@ -57,7 +58,7 @@ def _sync_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--config", type=Path, action=_Once, help="TOML configuration file (once)")
     g.add_argument(
         "--mode",
-        choices=config.MODES,
+        choices=registry.names(),
         help="reload: rewrite upstream.conf and reload nginx; "
         "api: push changes to the Lua endpoint inside nginx (default: reload)",
     )

@@ -538,7 +538,7 @@ def from_mapping(data: Mapping[str, Any], base: Settings | None = None) -> Setti
     settings = base or Settings()
     for key, value in data.items():
         if key == "mode":
-            settings = replace(settings, mode=_choice("mode", value, MODES))
+            settings = replace(settings, mode=_choice("mode", value, registry.names()))
         elif key in SECTIONS:
             if not isinstance(value, dict):
                 raise ConfigError(key, value, "must be a table")
