@@ -184,3 +184,27 @@ def test_the_watchdog_is_fed_while_a_slow_apply_runs(consul: FakeConsul, run: An
     gaps = [b - a for a, b in zip(notifier.pings, notifier.pings[1:], strict=False)]
     assert gaps
     assert max(gaps) < 1.0, f"watchdog gaps {max(gaps):.2f}s during a 1.5 s apply"
+
+
+def test_syncer_healthy_is_computed_at_scrape_time(consul: FakeConsul) -> None:
+    """It used to change only when someone requested /healthz."""
+    from prometheus_client import generate_latest  # noqa: PLC0415
+
+    agent = Agent(
+        settings(),
+        sink_factory=lambda s: FakeSink(),
+        client_factory=lambda s: cast(ConsulClient, consul),
+        notifier=FakeNotifier(),
+    )
+
+    def scraped() -> str:
+        line = next(
+            x for x in generate_latest(agent.metrics.registry).decode().splitlines() if x.startswith("syncer_healthy ")
+        )
+        return line.split()[1]
+
+    assert scraped() == "0.0"  # starting
+    agent.health.applied()
+    assert scraped() == "1.0"
+    agent.store.failing["catalog:services"] = agent._clock() - 3600  # failing for an hour
+    assert scraped() == "0.0"
