@@ -505,7 +505,8 @@ class Answerer:
             answers = answers[: 1024 if qtype == T.SRV else 4096]
         trimmed = len(answers) < len(reply.answer)
         while True:
-            self._fill(out, answers, authority, self._extra_for(answers, reply.extra))
+            extra = self._extra_for(answers, reply.extra) if len(answers) < len(reply.answer) else reply.extra
+            self._fill(out, answers, authority, extra)
             if len(answers) <= 1 or self._size(out) <= max_size:
                 break
             authority = []
@@ -519,7 +520,7 @@ class Answerer:
         answers: list[tuple[dns.name.Name, int, dns.rdata.Rdata]],
         extra: list[tuple[dns.name.Name, int, dns.rdata.Rdata]],
     ) -> list[tuple[dns.name.Name, int, dns.rdata.Rdata]]:
-        """syncExtra: keep only the additional records the remaining SRV answers point at."""
+        """syncExtra (after a cut): keep only the additional records the remaining SRV answers point at."""
         if not any(isinstance(rd, SRV) for _, _, rd in answers):
             return extra
         targets = {rd.target for _, _, rd in answers if isinstance(rd, SRV)}
