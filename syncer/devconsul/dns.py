@@ -33,7 +33,17 @@ def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-def _respond(answerer: Answerer, wire: bytes, transport: Transport) -> bytes | None:
+class _Counter:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.value = 0
+
+    def add(self) -> None:
+        with self._lock:
+            self.value += 1
+
+
+def _respond(answerer: Answerer, wire: bytes, transport: Transport, answered: _Counter) -> bytes | None:
     try:
         query = dns.message.from_wire(wire)
     except dns.exception.DNSException:
@@ -41,6 +51,7 @@ def _respond(answerer: Answerer, wire: bytes, transport: Transport) -> bytes | N
         return None
     if query.flags & dns.flags.QR:
         return None  # a response sent to us: never answer it (no reflection loops)
+    answered.add()
     try:
         response = answerer.answer(query, transport)
         return response.to_wire(max_size=65535)
@@ -56,7 +67,7 @@ class _UDPHandler(socketserver.BaseRequestHandler):
 
     def handle(self) -> None:
         data, sock = self.request
-        reply = _respond(self.server.answerer, data, "udp")
+        reply = _respond(self.server.answerer, data, "udp", self.server.answered)
         if reply is not None:
             with contextlib.suppress(OSError):
                 sock.sendto(reply, self.client_address)
@@ -77,7 +88,7 @@ class _TCPHandler(socketserver.BaseRequestHandler):
                 wire = _read_exactly(sock, length)
                 if wire is None:
                     return
-                reply = _respond(self.server.answerer, wire, "tcp")
+                reply = _respond(self.server.answerer, wire, "tcp", self.server.answered)
                 if reply is None:
                     return
                 sock.sendall(struct.pack("!H", len(reply)) + reply)
@@ -98,9 +109,10 @@ class _UDPServer(socketserver.ThreadingUDPServer):
     daemon_threads = True
     allow_reuse_address = False
 
-    def __init__(self, address: tuple[str, int], answerer: Answerer) -> None:
+    def __init__(self, address: tuple[str, int], answerer: Answerer, answered: _Counter) -> None:
         self.address_family = _family(address[0])
         self.answerer = answerer
+        self.answered = answered
         super().__init__(address, _UDPHandler)
 
 
@@ -108,9 +120,10 @@ class _TCPServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], answerer: Answerer) -> None:
+    def __init__(self, address: tuple[str, int], answerer: Answerer, answered: _Counter) -> None:
         self.address_family = _family(address[0])
         self.answerer = answerer
+        self.answered = answered
         self.closing = threading.Event()
         self.connections: set[socket.socket] = set()
         self._lock = threading.Lock()
@@ -140,6 +153,12 @@ class DnsServer:
         self._udp: _UDPServer | None = None
         self._tcp: _TCPServer | None = None
         self._threads: list[threading.Thread] = []
+        self._answered = _Counter()
+
+    @property
+    def queries(self) -> int:
+        """Queries answered so far (UDP and TCP)."""
+        return self._answered.value
 
     def start(self) -> DnsServer:
         if self._udp is not None:
@@ -147,9 +166,9 @@ class DnsServer:
         # With port 0 the kernel picks a free UDP port; TCP must then get the same number,
         # which another process may hold: try a few.
         for attempt in range(20):
-            udp = _UDPServer((self.host, self._requested_port), self.answerer)
+            udp = _UDPServer((self.host, self._requested_port), self.answerer, self._answered)
             try:
-                tcp = _TCPServer((self.host, int(udp.server_address[1])), self.answerer)
+                tcp = _TCPServer((self.host, int(udp.server_address[1])), self.answerer, self._answered)
             except OSError as exc:
                 udp.server_close()
                 if self._requested_port != 0 or exc.errno != errno.EADDRINUSE or attempt == 19:

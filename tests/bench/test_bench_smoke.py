@@ -47,7 +47,7 @@ def test_quick_run_writes_a_complete_report(tmp_path: Path) -> None:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=420,
         check=False,
     )
     assert done.returncode == 0, f"stdout:\n{done.stdout[-4000:]}\nstderr:\n{done.stderr[-4000:]}"
@@ -57,8 +57,8 @@ def test_quick_run_writes_a_complete_report(tmp_path: Path) -> None:
     assert not missing, f"sections missing from the report: {missing}"
     assert "python -m bench.run --quick" in report
     assert "**Quick run**" in report
-    # one side-by-side table per scenario, reload and api
-    assert report.count("| | **reload** | **api** |") == 4
+    # one side-by-side table per scenario, reload and api, then the two DNS variants
+    assert report.count("| | **reload** | **api** | **dns** | **dns-static** |") == 5  # + the DNS section's
     for target in ("propagation p99", "zero failed requests", "of static requests/s"):
         assert target in report
 
@@ -70,6 +70,12 @@ def test_quick_run_writes_a_complete_report(tmp_path: Path) -> None:
         assert len(data) > 5_000, f"{name} is suspiciously small ({len(data)} bytes)"
 
     results = json.loads((out / "results.json").read_text())
-    assert [m["mode"] for m in results["modes"]] == ["reload", "api"]
+    assert [m["mode"] for m in results["modes"]] == ["reload", "api", "dns", "dns-static"]
     for mode in results["modes"]:
         assert set(mode["windows"]) == {"baseline", "steady", "rolling", "high"}
+    # the DNS strategy: an instance moving port, measured for all three; strays counted for every mode
+    dns = results["dns"]
+    assert [m["strategy"] for m in dns["moves"]] == ["reload", "api", "dns"]
+    assert all(m["requests"] > 0 for m in dns["moves"])
+    assert set(dns["strays"]) == {"reload", "api", "dns", "dns-static"}
+    assert dns["queries"]["dns"] > 0
