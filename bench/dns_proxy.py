@@ -66,6 +66,7 @@ def render(
     valid: float,
     worker_processes: int,
     static_addresses: dict[str, list[str]] | None = None,
+    keepalive: int = STATIC_KEEPALIVE,
 ) -> str:
     def value(t: Target) -> str:
         # with a port, proxy_pass resolves the name; without, it names the upstream block
@@ -86,9 +87,10 @@ def render(
             servers = "\n".join(f"        server {a}:{t.port};" for a in addresses) or (
                 "        server 127.0.0.1:65535 down;"
             )
+            idle = f"\n        keepalive {keepalive};" if keepalive else ""
             blocks.append(
                 f"    # server {t.name}:{t.port}; resolved once, when nginx started\n"
-                f"    upstream {t.name} {{\n{servers}\n        keepalive {STATIC_KEEPALIVE};\n    }}\n"
+                f"    upstream {t.name} {{\n{servers}{idle}\n    }}\n"
             )
         how = "".join(blocks)
     conf = f"""# bench: written by bench/dns_proxy.py ({variant})
@@ -147,8 +149,11 @@ class DnsProxy:
         valid: float,
         worker_processes: int,
         label: str | None = None,
+        keepalive: int = STATIC_KEEPALIVE,
     ) -> None:
+        """``keepalive``: dns-static's idle connections per worker (0: none, like the ``dns`` form)."""
         self.variant = variant
+        self.keepalive = keepalive
         self.targets = targets
         self.dns_port = dns_port
         self.valid = valid
@@ -171,6 +176,7 @@ class DnsProxy:
             self.valid,
             self.worker_processes,
             self.static_addresses,
+            self.keepalive,
         )
         self.nginx.conf_path.write_text(self.conf_text)
         self.nginx.start(wait_port=self.port)

@@ -50,7 +50,7 @@ def _deregister_cell(m: ModeSummary) -> str:
 
 def _move_cell(move: MoveResult | None) -> str:
     if move is None:
-        return "not run"
+        return "not run (as dns: the port is the one in the config)"
     failed = sum(move.failed.values())
     first = "never" if move.first_new_ms is None else f"after {_ms(move.first_new_ms)} ms"
     return (
@@ -100,24 +100,44 @@ def comparison_table(modes: list[ModeSummary], dns: DnsResult) -> list[str]:
     return lines
 
 
+def hotpath_table(dns: DnsResult) -> list[str]:
+    hp = dns.hotpath
+    forms = ("dns", "static-no-keepalive", "static-keepalive")
+    heads = ("resolver, variable `proxy_pass`", "resolved at start, no keep-alive", "resolved at start, `keepalive 32`")
+    return [
+        f"Hot path, no churn: wrk only against three nginx with the same {dns.settings.instances} instances, "
+        f"{len(hp.rounds)} round(s) of {hp.seconds:g} s each (medians of rounds).",
+        "",
+        "| | " + " | ".join(heads) + " |",
+        "|---|---|---|---|",
+        "| requests/s | " + " | ".join(f"{hp.median_rps(f):,.0f}" for f in forms) + " |",
+        "| vs resolved at start with `keepalive 32` | "
+        + " | ".join(f"{hp.ratio(f, 'static-keepalive') * 100:.0f} %" for f in forms)
+        + " |",
+        "| latency p99 ms | " + " | ".join(f"{hp.median_p99(f):.2f}" for f in forms) + " |",
+        "| failed requests | " + " | ".join(str(hp.failed(f)) for f in forms) + " |",
+    ]
+
+
 def findings(modes: list[ModeSummary], dns: DnsResult) -> list[str]:
     by = {m.mode: m for m in modes}
     s = dns.settings
     out: list[str] = []
     d, st = by.get("dns"), by.get("dns-static")
-    if d and st:
-        d_rps, st_rps = _baseline_rps(d) or 0.0, _baseline_rps(st) or 0.0
-        dl, sl = d.windows["baseline"].wrk["latency_ms"], st.windows["baseline"].wrk["latency_ms"]
+    hp = dns.hotpath
+    if d and st and hp.rounds:
         out.append(
-            f"- **Resolution on the request path.** With the resolver the baseline served {d_rps:,.0f} requests/s "
-            f"against {st_rps:,.0f} for the same backends resolved once at start "
-            f"({d_rps / st_rps * 100 if st_rps else 0:.0f} %), latency p99 {dl['p99']:.2f} ms against "
-            f"{sl['p99']:.2f} ms. Two costs are mixed here, both inherent to the variable `proxy_pass`: each worker "
-            f"re-asks Consul every {s.dns_valid:g} s and the request that finds the answer expired waits for it "
-            f"({dns.queries.get('dns', 0):,} queries during the scenarios, UDP and the TCP retry after TC), and a "
-            "resolved peer set is built per "
-            "request, so there is no upstream keep-alive: every request opens a new connection to its backend."
+            f"- **Resolution on the request path.** Without churn (the hot-path table above) the resolver form "
+            f"served {hp.ratio('dns', 'static-keepalive') * 100:.0f} % of the requests/s of the names resolved "
+            f"at start with `keepalive 32`, and {hp.ratio('dns', 'static-no-keepalive') * 100:.0f} % of the same "
+            "without keep-alive. The second ratio is what resolving per request costs: the name parsed from the "
+            "variable, a resolver cache lookup, a peer set built for the request, and every "
+            f"{s.dns_valid:g} s per worker one request that waits for Consul's answer "
+            f"({dns.queries.get('dns', 0):,} DNS queries during the scenarios, UDP and the TCP retry after TC). "
+            "The rest is keep-alive: a peer set resolved per request cannot keep idle connections, so every "
+            "request opens a new connection to its backend."
         )
+    if d and st:
         dereg = d.propagation["deregister"]
         strays = dns.strays.get("dns")
         out.append(
@@ -183,6 +203,8 @@ def section(modes: list[ModeSummary], dns: DnsResult) -> list[str]:
         "",
         *comparison_table(modes, dns),
         "",
+        *hotpath_table(dns),
+        "",
         "Propagation cells: the backends' request log, as in the scenario tables, over every churn scenario. "
         "The port move runs on its own small setup per strategy (two instances of `web`; one moves to a new "
         f"port on the same IP and its old process stops; {s.dns_move_seconds:g} s of back-to-back requests).",
@@ -196,4 +218,5 @@ def to_json(dns: DnsResult) -> dict[str, Any]:
         "queries": dns.queries,
         "strays": {mode: asdict(s) for mode, s in dns.strays.items()},
         "moves": [{**asdict(m), "new_share": m.new_share} for m in dns.moves],
+        "hotpath": [{form: run.to_dict() for form, run in r.items()} for r in dns.hotpath.rounds],
     }

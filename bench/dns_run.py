@@ -13,6 +13,7 @@ from pathlib import Path
 
 from bench.backends import Backends, Seen
 from bench.dns_backends import DnsBackends, requests_after
+from bench.dns_hotpath import DnsHotpath, run_dns_hotpath
 from bench.dns_mode import run_dns_mode
 from bench.dns_move import MoveResult, run_moves
 from bench.dns_proxy import VARIANTS, Variant
@@ -43,6 +44,7 @@ class DnsResult:
     moves: list[MoveResult]
     log_path: Path
     addresses: dict[str, str]
+    hotpath: DnsHotpath
     strays: dict[str, Strays] = field(default_factory=dict)  # mode -> counts, every strategy
 
 
@@ -54,7 +56,8 @@ def run_dns_strategies(
     settings: Settings, scenarios: list[Scenario], backends: Backends, workdir: Path, log_dir: Path | None
 ) -> DnsResult:
     pools = {variant: names_for(variant, settings.registrations) for variant in VARIANTS}
-    everyone = [name for pool in pools.values() for name in pool]
+    hot_names = [f"y{i:03d}" for i in range(settings.instances)]
+    everyone = [*hot_names, *(name for pool in pools.values() for name in pool)]
     dns_backends = start_with_fresh_ports(
         lambda: DnsBackends(workdir / "dns-backends", everyone, log_dir), DnsBackends.start, DnsBackends.stop
     )
@@ -62,6 +65,7 @@ def run_dns_strategies(
     queries: dict[str, int] = {}
     try:
         say(f"{len(dns_backends.addresses)} DNS-strategy backends up (one loopback IP each, port {dns_backends.port})")
+        hotpath = run_dns_hotpath(settings, dns_backends, hot_names, workdir)
         for variant in VARIANTS:
             run, answered = run_dns_mode(variant, settings, scenarios, backends, dns_backends, pools[variant], workdir)
             runs.append(run)
@@ -69,7 +73,9 @@ def run_dns_strategies(
     finally:
         dns_backends.stop()  # flushes the request log
     moves = run_moves(settings, workdir)
-    return DnsResult(settings, runs, dns_backends.seen(), queries, moves, dns_backends.log_path, dns_backends.addresses)
+    return DnsResult(
+        settings, runs, dns_backends.seen(), queries, moves, dns_backends.log_path, dns_backends.addresses, hotpath
+    )
 
 
 def strays_of(run: ModeRun, log: Path, names: dict[str, str]) -> Strays:
