@@ -426,7 +426,7 @@ class Answerer:
     def _ptr(self, qname: dns.name.Name, qtype: int, reply: _Reply) -> dns.rcode.Rcode:
         """handlePtr: a node with that address, else a service with that address."""
         if qtype == T.SOA:
-            reply.answer.append(self._soa())
+            reply.authority.append(self._soa())  # handlePtr adds it to the authority section
         with self.store.lock:
             nodes = list(self.store.nodes.values())
             services = list(self.store.services.values())
