@@ -46,6 +46,10 @@ class DnsHotpath:
             return 0.0
         return statistics.median(r[form].rps / max(1.0, r[to].rps) for r in self.rounds)
 
+    def ratio_range(self, form: str, to: str) -> str:
+        ratios = [r[form].rps / max(1.0, r[to].rps) * 100 for r in self.rounds]
+        return f"{min(ratios):.0f} to {max(ratios):.0f} %" if ratios else "n/a"
+
     def failed(self, form: str) -> int:
         return sum(r[form].failed for r in self.rounds)
 

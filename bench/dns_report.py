@@ -114,6 +114,7 @@ def hotpath_table(dns: DnsResult) -> list[str]:
         "| vs resolved at start with `keepalive 32` | "
         + " | ".join(f"{hp.ratio(f, 'static-keepalive') * 100:.0f} %" for f in forms)
         + " |",
+        "| per-round range of that ratio | " + " | ".join(hp.ratio_range(f, "static-keepalive") for f in forms) + " |",
         "| latency p99 ms | " + " | ".join(f"{hp.median_p99(f):.2f}" for f in forms) + " |",
         "| failed requests | " + " | ".join(str(hp.failed(f)) for f in forms) + " |",
     ]
@@ -206,6 +207,8 @@ def section(modes: list[ModeSummary], dns: DnsResult) -> list[str]:
         *hotpath_table(dns),
         "",
         "Propagation cells: the backends' request log, as in the scenario tables, over every churn scenario. "
+        "In the scenario tables, `dns-static`'s deregister figures are the time until the run ended: its "
+        "traffic to a removed instance never stops by itself. "
         "The port move runs on its own small setup per strategy (two instances of `web`; one moves to a new "
         f"port on the same IP and its old process stops; {s.dns_move_seconds:g} s of back-to-back requests).",
         "",
