@@ -172,16 +172,14 @@ def findings(modes: list[ModeSummary], dns: DnsResult) -> list[str]:
             f"other instance ({sum(moved.failed.values())} requests failed). SRV records carry the port, but "
             "open-source nginx 1.22 cannot use them (`resolve`/`service=` are NGINX Plus features)."
         )
+    limit = dns.answer_limit
     out.append(
         "- **How many instances nginx sees.** Consul cuts UDP answers without EDNS to 3 records "
-        "(`udp_answer_limit`, at most 8) and by default does not say so; nginx's resolver sends no EDNS, so it "
-        "would spread traffic over 3 random instances per answer and worker. This run sets "
-        f"`enable_truncate = {str(s.dns_enable_truncate).lower()}`"
-        + (
-            ": Consul sets TC, and nginx asks again over TCP and gets every instance."
-            if s.dns_enable_truncate
-            else " (Consul's default): every answer holds 3 instances."
-        )
+        "(`udp_answer_limit`, at most 8) and by default does not say so; nginx's resolver sends no EDNS. "
+        f"Measured with {s.instances} instances, batches of requests on one connection (one worker): with "
+        f"Consul's defaults a batch reached {limit.get('defaults', 0)} instances, with `enable_truncate = true` "
+        f"{limit.get('enable_truncate', 0)} (Consul sets TC and nginx asks again over TCP). This run's scenarios "
+        f"use `enable_truncate = {str(s.dns_enable_truncate).lower()}`."
     )
     return out
 
@@ -222,4 +220,5 @@ def to_json(dns: DnsResult) -> dict[str, Any]:
         "strays": {mode: asdict(s) for mode, s in dns.strays.items()},
         "moves": [{**asdict(m), "new_share": m.new_share} for m in dns.moves],
         "hotpath": [{form: run.to_dict() for form, run in r.items()} for r in dns.hotpath.rounds],
+        "answer_limit": dns.answer_limit,
     }

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.backends import Backends, Seen
+from bench.dns_answer_limit import probe as probe_answer_limit
 from bench.dns_backends import DnsBackends, requests_after
 from bench.dns_hotpath import DnsHotpath, run_dns_hotpath
 from bench.dns_mode import run_dns_mode
@@ -45,6 +46,8 @@ class DnsResult:
     log_path: Path
     addresses: dict[str, str]
     hotpath: DnsHotpath
+    answer_limit: dict[str, int]
+    """Distinct instances one batch of requests reached: Consul's defaults / enable_truncate."""
     strays: dict[str, Strays] = field(default_factory=dict)  # mode -> counts, every strategy
 
 
@@ -66,6 +69,8 @@ def run_dns_strategies(
     try:
         say(f"{len(dns_backends.addresses)} DNS-strategy backends up (one loopback IP each, port {dns_backends.port})")
         hotpath = run_dns_hotpath(settings, dns_backends, hot_names, workdir)
+        answer_limit = probe_answer_limit(settings, dns_backends, hot_names, workdir)
+        say(f"DNS answer limit: a batch of requests reached {answer_limit} of {len(hot_names)} instances")
         for variant in VARIANTS:
             run, answered = run_dns_mode(variant, settings, scenarios, backends, dns_backends, pools[variant], workdir)
             runs.append(run)
@@ -74,7 +79,15 @@ def run_dns_strategies(
         dns_backends.stop()  # flushes the request log
     moves = run_moves(settings, workdir)
     return DnsResult(
-        settings, runs, dns_backends.seen(), queries, moves, dns_backends.log_path, dns_backends.addresses, hotpath
+        settings,
+        runs,
+        dns_backends.seen(),
+        queries,
+        moves,
+        dns_backends.log_path,
+        dns_backends.addresses,
+        hotpath,
+        answer_limit,
     )
 
 

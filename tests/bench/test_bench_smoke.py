@@ -79,3 +79,5 @@ def test_quick_run_writes_a_complete_report(tmp_path: Path) -> None:
     assert all(m["requests"] > 0 for m in dns["moves"])
     assert set(dns["strays"]) == {"reload", "api", "dns", "dns-static"}
     assert dns["queries"]["dns"] > 0
+    # Consul's default UDP answer limit shows through nginx; enable_truncate lifts it (not a timing figure)
+    assert dns["answer_limit"]["defaults"] < dns["answer_limit"]["enable_truncate"]
