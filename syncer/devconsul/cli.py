@@ -30,6 +30,16 @@ def _dns_listen(value: str) -> tuple[str, int] | None:
     return None if value == "" else _listen(value)
 
 
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {value!r}") from None
+    if not 0 <= seconds < 2**31:
+        raise argparse.ArgumentTypeError(f"a TTL must be 0 or more seconds, got {value!r}")
+    return seconds
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = DESCRIPTION
     parser.add_argument(
@@ -48,14 +58,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--dns-service-ttl",
-        type=float,
+        type=_seconds,
         default=0.0,
         metavar="SECONDS",
         help='TTL of service answers, like dns_config { service_ttl { "*" = ... } } (default: 0)',
     )
     parser.add_argument(
         "--dns-node-ttl",
-        type=float,
+        type=_seconds,
         default=0.0,
         metavar="SECONDS",
         help="TTL of node answers, like dns_config.node_ttl (default: 0)",

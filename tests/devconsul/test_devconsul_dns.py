@@ -306,6 +306,10 @@ def test_cli_dns_listen_option() -> None:
     assert parser.parse_args(["--dns-listen", "[::1]:8653"]).dns_listen == ("::1", 8653)
     with pytest.raises(SystemExit):
         parser.parse_args(["--dns-listen", "8600"])
+    assert parser.parse_args(["--dns-service-ttl", "30"]).dns_service_ttl == 30
+    for bad in ("-1", "soon"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--dns-node-ttl", bad])
 
 
 def test_cli_process_answers_dns(tmp_path: object) -> None:
