@@ -1,8 +1,9 @@
 """CI smoke test of the benchmark: `python -m bench.run --quick` writes a complete report.
 
-It checks that the report is complete (every section, both modes in every scenario
-table, every figure present and a real PNG), not what the figures say: timing on a CI
-machine proves nothing about either strategy.
+It checks that the report is complete (every section, reload, api and both DNS variants
+in every scenario table, the DNS strategy's port move and counts, every figure present and
+a real PNG), not what the figures say: timing on a CI machine proves nothing about any
+strategy.
 """
 
 from __future__ import annotations
