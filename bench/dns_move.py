@@ -56,7 +56,8 @@ class MoveResult:
 class Listener:
     """One instance as its own nginx, so that it can stop on its own."""
 
-    def __init__(self, workdir: Path, name: str, host: str, port: int) -> None:
+    def __init__(self, workdir: Path, name: str, host: str, port: int, backend: str | None = None) -> None:
+        """``backend``: the name it answers with (default ``name``, which also names its folder)."""
         conf = f"""worker_processes 1;
 error_log logs/error.log warn;
 pid logs/nginx.pid;
@@ -64,7 +65,7 @@ events {{ worker_connections 1024; }}
 http {{
     access_log off;
     keepalive_requests 1000000;
-{instance_server(name, host, port)}
+{instance_server(backend or name, host, port)}
 }}
 """
         self.nginx = NginxProcess(workdir / f"move-{name}", conf)

@@ -14,6 +14,7 @@ from typing import Any
 
 from bench.analysis import ModeSummary, Spread
 from bench.dns_move import NEW, MoveResult
+from bench.dns_outage import OutageResult
 from bench.dns_run import DnsResult
 
 TITLE = "## DNS strategy: Consul DNS and nginx's resolver"
@@ -59,10 +60,17 @@ def _move_cell(move: MoveResult | None) -> str:
     )
 
 
+def _outage_cell(outage: OutageResult | None) -> str:
+    if outage is None:
+        return "not run (keeps what it resolved at start)"
+    return f"{outage.ok:,} / {sum(outage.failed.values()):,} in {outage.seconds:g} s"
+
+
 def comparison_table(modes: list[ModeSummary], dns: DnsResult) -> list[str]:
     static = next((m for m in modes if m.mode == "dns-static"), None)
     static_rps = _baseline_rps(static) if static else None
     moves = {m.strategy: m for m in dns.moves}
+    outages = {o.strategy: o for o in dns.outages}
     rows: list[tuple[str, Callable[[ModeSummary], str]]] = [
         ("register → first request, p50 / p99 / max ms", lambda m: _spread(m.propagation["register"])),
         ("deregister → last request, p50 / p99 / max ms", _deregister_cell),
@@ -94,6 +102,7 @@ def comparison_table(modes: list[ModeSummary], dns: DnsResult) -> list[str]:
         ),
         ("DNS queries dev-consul answered", lambda m: f"{dns.queries[m.mode]:,}" if m.mode in dns.queries else "none"),
         ("instance moved to another port", lambda m: _move_cell(moves.get(m.mode))),
+        ("Consul stopped: requests answered / failed", lambda m: _outage_cell(outages.get(m.mode))),
     ]
     lines = ["| | " + " | ".join(f"**{m.mode}**" for m in modes) + " |", "|---|" + "---|" * len(modes)]
     lines += [f"| {label} | " + " | ".join(cell(m) for m in modes) + " |" for label, cell in rows]
@@ -172,6 +181,17 @@ def findings(modes: list[ModeSummary], dns: DnsResult) -> list[str]:
             f"other instance ({sum(moved.failed.values())} requests failed). SRV records carry the port, but "
             "open-source nginx 1.22 cannot use them (`resolve`/`service=` are NGINX Plus features)."
         )
+    down = next((o for o in dns.outages if o.strategy == "dns"), None)
+    if down is not None:
+        kept = ", ".join(
+            f"{o.strategy} answered {o.ok:,} and failed {sum(o.failed.values())}" for o in dns.outages if o is not down
+        )
+        out.append(
+            f"- **Consul unreachable.** With the agent stopped, the DNS nginx answered {down.ok:,} requests and "
+            f"failed {sum(down.failed.values()):,} in {down.seconds:g} s ({kept}): once a worker's cached answer "
+            "expires, nginx 1.22 has no stale answer to fall back on, so each request waits `resolver_timeout` "
+            "(2 s here) and gets a 502. syncer's agents keep the state they last applied."
+        )
     limit = dns.answer_limit
     out.append(
         "- **How many instances nginx sees.** Consul cuts UDP answers without EDNS to 3 records "
@@ -208,7 +228,8 @@ def section(modes: list[ModeSummary], dns: DnsResult) -> list[str]:
         "In the scenario tables, `dns-static`'s deregister figures are the time until the run ended: its "
         "traffic to a removed instance never stops by itself. "
         "The port move runs on its own small setup per strategy (two instances of `web`; one moves to a new "
-        f"port on the same IP and its old process stops; {s.dns_move_seconds:g} s of back-to-back requests).",
+        f"port on the same IP and its old process stops; {s.dns_move_seconds:g} s of back-to-back requests); "
+        "so does the outage (two instances, then the dev Consul stops, HTTP and DNS).",
         "",
         *findings(modes, dns),
     ]
@@ -221,4 +242,5 @@ def to_json(dns: DnsResult) -> dict[str, Any]:
         "moves": [{**asdict(m), "new_share": m.new_share} for m in dns.moves],
         "hotpath": [{form: run.to_dict() for form, run in r.items()} for r in dns.hotpath.rounds],
         "answer_limit": dns.answer_limit,
+        "outages": [asdict(o) for o in dns.outages],
     }

@@ -17,6 +17,7 @@ from bench.dns_backends import DnsBackends, requests_after
 from bench.dns_hotpath import DnsHotpath, run_dns_hotpath
 from bench.dns_mode import run_dns_mode
 from bench.dns_move import MoveResult, run_moves
+from bench.dns_outage import OutageResult, run_outages
 from bench.dns_proxy import VARIANTS, Variant
 from bench.mode_run import ModeRun, say
 from bench.ports import start_with_fresh_ports
@@ -48,6 +49,7 @@ class DnsResult:
     hotpath: DnsHotpath
     answer_limit: dict[str, int]
     """Distinct instances one batch of requests reached: Consul's defaults / enable_truncate."""
+    outages: list[OutageResult]
     strays: dict[str, Strays] = field(default_factory=dict)  # mode -> counts, every strategy
 
 
@@ -78,6 +80,7 @@ def run_dns_strategies(
     finally:
         dns_backends.stop()  # flushes the request log
     moves = run_moves(settings, workdir)
+    outages = run_outages(settings, workdir)
     return DnsResult(
         settings,
         runs,
@@ -88,6 +91,7 @@ def run_dns_strategies(
         dns_backends.addresses,
         hotpath,
         answer_limit,
+        outages,
     )
 
 

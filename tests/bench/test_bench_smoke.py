@@ -74,9 +74,11 @@ def test_quick_run_writes_a_complete_report(tmp_path: Path) -> None:
     assert [m["mode"] for m in results["modes"]] == ["reload", "api", "dns", "dns-static"]
     for mode in results["modes"]:
         assert set(mode["windows"]) == {"baseline", "steady", "rolling", "high"}
-    # the DNS strategy: an instance moving port, measured for all three; strays counted for every mode
+    # the DNS strategy: an instance moving port and Consul going away, measured for all three;
+    # requests to deregistered instances counted for every mode
     dns = results["dns"]
     assert [m["strategy"] for m in dns["moves"]] == ["reload", "api", "dns"]
+    assert [o["strategy"] for o in dns["outages"]] == ["reload", "api", "dns"]
     assert all(m["requests"] > 0 for m in dns["moves"])
     assert set(dns["strays"]) == {"reload", "api", "dns", "dns-static"}
     assert dns["queries"]["dns"] > 0
