@@ -187,7 +187,7 @@ def findings(modes: list[ModeSummary], dns: DnsResult) -> list[str]:
             f"{o.strategy} answered {o.ok:,} and failed {sum(o.failed.values())}" for o in dns.outages if o is not down
         )
         out.append(
-            f"- **Consul unreachable.** With the agent stopped, the DNS nginx answered {down.ok:,} requests and "
+            f"- **Consul unreachable.** With the dev Consul stopped, the DNS nginx answered {down.ok:,} requests and "
             f"failed {sum(down.failed.values()):,} in {down.seconds:g} s ({kept}): once a worker's cached answer "
             "expires, nginx 1.22 has no stale answer to fall back on, so each request waits `resolver_timeout` "
             "(2 s here) and gets a 502. syncer's agents keep the state they last applied."
