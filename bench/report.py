@@ -9,7 +9,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import dns_report
 from bench.analysis import ModeSummary, Spread, WindowSummary
+from bench.dns_run import DnsResult
 from bench.hotpath import HotpathResult
 from bench.machine import Machine
 from bench.settings import Settings
@@ -30,6 +32,7 @@ SECTIONS = (
     "## Scenario: High churn",
     "## Propagation latency, all changes",
     "## Syncer cost",
+    dns_report.TITLE,
     "## Method",
     "## Caveats",
 )
@@ -47,6 +50,7 @@ class RunResult:
     hotpath: HotpathResult
     modes: list[ModeSummary]
     figures: dict[str, str] = field(default_factory=dict)  # key -> file name in the output folder
+    dns: DnsResult | None = None  # the DNS strategy's own figures (bench/dns_run.py)
 
 
 def ms(value: float | None, digits: int = 1) -> str:
@@ -555,6 +559,8 @@ def render(result: RunResult) -> str:
     lines += scenario_sections(result)
     lines += [*propagation_section(result), ""]
     lines += [*cost_section(result), ""]
+    if result.dns is not None:
+        lines += [*dns_report.section(result.modes, result.dns), ""]
     lines += [*method_section(result), ""]
     lines += caveats_section(result)
     return "\n".join(lines) + "\n"
@@ -588,6 +594,7 @@ def to_json(result: RunResult) -> dict[str, Any]:
             for m in result.modes
         ],
         "figures": result.figures,
+        "dns": dns_report.to_json(result.dns) if result.dns is not None else None,
     }
 
 
