@@ -91,7 +91,7 @@ def main() -> None:
         access_log=None,
         admin_access_log=None,
         worker_processes=1,
-        **extra,  # type: ignore[arg-type]
+        **extra,
     )
     nginx = NginxProcess(workdir / "nginx", render_example("api", options))
     backends = Backends(workdir / "backends", ["b1"]).start()
@@ -103,8 +103,9 @@ def main() -> None:
         started = time.perf_counter()
         result = sink.apply(desired)
         push = time.perf_counter() - started
-        print(f"initial push: {len(desired.upstreams)} upstreams x {args.servers} servers: {push:.2f} s ({result.action}"
-              f"{', ' + result.detail if result.detail else ''})")
+        detail = f", {result.detail}" if result.detail else ""
+        count = len(desired.upstreams)
+        print(f"initial push: {count} upstreams x {args.servers} servers: {push:.2f} s ({result.action}{detail})")
 
         size = probe_answer_bytes(admin, token)
         stop = threading.Event()
