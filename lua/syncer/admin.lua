@@ -199,7 +199,7 @@ local function put_upstream(name)
         if code then
             return code, msg, more
         end
-        if current and state.content_key(current) == state.content_key(set) then
+        if current and state.same_content(current, set) then
             return 200, nil, nil, current.version -- unchanged: same version
         end
         local v = current and current.version + 1 or state.next_new_version(name)
@@ -289,7 +289,7 @@ local function store_entry(name, set, if_match)
     if if_match and (not current or current.version ~= if_match) then
         return { status = 409, error = "version mismatch", version = current and current.version or json.null }
     end
-    if current and state.content_key(current) == state.content_key(set) then
+    if current and state.same_content(current, set) then
         return { status = 200, version = current.version, changed = false }
     end
     local v = current and current.version + 1 or state.next_new_version(name)
@@ -347,12 +347,11 @@ local function batch()
     if not locked then
         return err(503, "busy: " .. tostring(lerr))
     end
+    -- No yield inside (ngx.sleep without OpenResty's delayed-events patch stalls
+    -- for seconds under load): max_batch keeps one request's work to tens of ms.
     local ok, perr = pcall(function()
-        for i, item in ipairs(todo) do
+        for _, item in ipairs(todo) do
             results[item[1]] = store_entry(item[1], item[2], item[3])
-            if i % 64 == 0 then
-                ngx.sleep(0) -- let this worker's other requests run between slices
-            end
         end
     end)
     state.unlock()

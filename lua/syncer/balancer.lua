@@ -42,6 +42,8 @@ local pickers = {}      -- name -> picker (this worker)
 local applied = {}      -- name -> version this worker serves
 local inflight = {}     -- "<name> <ip:port>" -> requests this worker has in flight (max_conns)
 local outstanding = 0   -- sum of inflight, lets log() skip ngx.ctx when zero
+local dirty = false     -- `applied` changed since record() last wrote it
+local seen_seq = nil    -- the dict's change sequence the timer last walked
 
 function _M.init()
     dict = state.dict
@@ -49,11 +51,14 @@ function _M.init()
 end
 
 -- What this worker serves, for GET /status (expires if the worker dies).
+-- Written by the timer only: with thousands of upstreams the record is tens of
+-- KB, too much to rewrite on the request path after every change.
 local function record()
     local id = ngx.worker.id()
     if not id or not dict then
         return
     end
+    dirty = false
     local ttl = math.max(10, 5 * (state.conf.refresh_interval or 1))
     dict:safe_set("w:" .. id, json.encode({
         pid = ngx.worker.pid(), applied = applied, seen_at = now(),
@@ -106,7 +111,7 @@ local function refresh(name, chg)
         if p then
             pickers[name] = nil
             applied[name] = nil
-            record()
+            dirty = true
         end
         return nil
     end
@@ -116,7 +121,7 @@ local function refresh(name, chg)
         pickers[name] = { missing = true, chg = chg, ckey = "c:" .. name }
         if applied[name] then
             applied[name] = nil
-            record()
+            dirty = true
         end
         return pickers[name]
     end
@@ -128,7 +133,7 @@ local function refresh(name, chg)
     health.load(p)
     if applied[name] ~= u.version then
         applied[name] = u.version
-        record()
+        dirty = true
     end
     return p
 end
@@ -318,31 +323,47 @@ function _M.log()
 end
 
 -- Timer: apply changes in idle workers too, so /status converges without
--- traffic, and keep this worker's record fresh.
+-- traffic, and keep this worker's record fresh. O(1) while nothing changed (one
+-- read of the dict's change sequence); after a change, one pass over the names.
+local function walk()
+    local seen = {}
+    for _, name in ipairs(state.names()) do
+        seen[name] = true
+        local p = pickers[name]
+        local chg = dict:get("c:" .. name)
+        if not p or p.chg ~= chg then
+            refresh(name, chg)
+        end
+    end
+    local gone = {}
+    for name, p in pairs(pickers) do
+        if not seen[name] and p.chg ~= dict:get(p.ckey) then
+            gone[#gone + 1] = name
+        end
+    end
+    for _, name in ipairs(gone) do
+        refresh(name, dict:get("c:" .. name))
+    end
+end
+
+local last_record = 0
+
 local function tick(premature)
     if premature or not dict then
         return
     end
     local ok, err = pcall(function()
-        local seen = {}
-        for _, name in ipairs(state.names()) do
-            seen[name] = true
-            local p = pickers[name]
-            local chg = dict:get("c:" .. name)
-            if not p or p.chg ~= chg then
-                refresh(name, chg)
-            end
+        local seq = state.seq()
+        if seq ~= seen_seq then
+            seen_seq = seq
+            walk()
         end
-        local gone = {}
-        for name, p in pairs(pickers) do
-            if not seen[name] and p.chg ~= dict:get(p.ckey) then
-                gone[#gone + 1] = name
-            end
+        -- the record expires after a few intervals: rewrite it before it does
+        local t = now()
+        if dirty or t - last_record >= 2 * (state.conf.refresh_interval or 1) then
+            last_record = t
+            record()
         end
-        for _, name in ipairs(gone) do
-            refresh(name, dict:get("c:" .. name))
-        end
-        record()
     end)
     if not ok then
         log(ERR, "syncer: refresh timer: ", err)
