@@ -42,8 +42,6 @@ class Limits:
     max_body_default: int
     max_body_min: int
     max_batch: int
-    dict_bytes_per_server: int
-    dict_bytes_per_upstream: int
 
     def valid_name(self, name: str) -> bool:
         return len(name) <= self.name_max and self.name.fullmatch(name) is not None
@@ -80,6 +78,4 @@ def load(path: Path | None = None) -> Limits:
         max_body_default=raw["max_body"]["default"],
         max_body_min=raw["max_body"]["min"],
         max_batch=raw["max_batch"],
-        dict_bytes_per_server=raw["dict_bytes_per_server"],
-        dict_bytes_per_upstream=raw["dict_bytes_per_upstream"],
     )
