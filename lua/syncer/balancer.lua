@@ -41,7 +41,7 @@ local track_conns       -- log() runs, so max_conns slots can be released
 local pickers = {}      -- name -> picker (this worker)
 local applied = {}      -- name -> version this worker serves
 local inflight = {}     -- "<name> <ip:port>" -> requests this worker has in flight (max_conns)
-local outstanding = 0   -- sum of inflight, lets log() skip ngx.ctx when zero
+local outstanding = 0   -- sum of inflight, lets log() skip the lookup when zero
 local dirty = false     -- `applied` changed since record() last wrote it
 local seen_seq = nil    -- the dict's change sequence the timer last walked
 
@@ -173,12 +173,8 @@ local function tried_peers(p)
     return tried, last and p.by_name[last]
 end
 
-local function fail(name, retry, reason)
+local function fail(name, _retry, reason)
     log(ERR, 'syncer: upstream "', name or "", '": ', reason, " (502)")
-    if retry then
-        -- tell log() that the last $upstream_addr entry is not a new failure
-        ngx.ctx.syncer_busy = true
-    end
     return ngx.exit(NGX_BUSY)
 end
 
@@ -211,15 +207,25 @@ local function no_peer(p, tried, retry)
     return fail(p.name, retry, reason)
 end
 
+-- In-flight slots (max_conns) are kept per request id, not in ngx.ctx: a failed
+-- request ends in the error_page location, and an internal redirect empties ngx.ctx.
+local slots = {}        -- request key -> { "<name> <ip:port>", ... }
+
+-- Stable for one request across internal redirects ($request_id is not: Lua reads
+-- of a variable nginx.conf never names produce a new random id each time).
+local function request_key()
+    return ngx_var.connection .. "#" .. ngx_var.connection_requests
+end
+
 local function track(peer)
     local key = peer.ckey
     inflight[key] = (inflight[key] or 0) + 1
     outstanding = outstanding + 1
-    local ctx = ngx.ctx
-    local list = ctx.syncer_conns
+    local id = request_key()
+    local list = slots[id]
     if not list then
         list = {}
-        ctx.syncer_conns = list
+        slots[id] = list
     end
     list[#list + 1] = key
 end
@@ -275,8 +281,8 @@ function _M.balance(name)
 end
 
 local function release()
-    local ctx = ngx.ctx
-    local list = ctx.syncer_conns
+    local id = request_key()
+    local list = slots[id]
     if not list then
         return
     end
@@ -285,41 +291,51 @@ local function release()
         inflight[key] = n > 0 and n or nil
         outstanding = outstanding - 1
     end
-    ctx.syncer_conns = nil
+    slots[id] = nil
 end
 
--- log_by_lua: release max_conns slots and count a failure of the final attempt
--- (failures of earlier attempts were counted by balance() on the retry).
+-- log_by_lua (only needed for max_conns): releases this request's slots.
 function _M.log()
+    if outstanding > 0 then
+        release()
+    end
+end
+
+-- The error_page location for 502/504 that nginx generated itself (no answer
+-- from the last server: refused, reset, timed out, invalid header): counts that
+-- final attempt as a failure. Earlier attempts were counted by balance() on the
+-- retry. Only failed requests come here, so passive health costs the
+-- successful ones nothing (no log phase on the hot path).
+function _M.failed_final()
     if outstanding > 0 then
         release()
     end
     local status = ngx.status
     if status ~= 502 and status ~= 504 then
-        return
+        status = 502
     end
     -- the upstream block's name (one block per service), else $syncer_upstream
-    -- (one shared block)
     local p = pickers[ngx_var.proxy_host or ""]
     if not p then
         local name = ngx_var.syncer_upstream
         p = name and pickers[name]
     end
-    if not p or p.missing or ngx.ctx.syncer_busy then
-        return
-    end
     local addrs, times = ngx_var.upstream_addr, ngx_var.upstream_header_time
-    if not addrs or not times then
-        return
+    if p and not p.missing and addrs and times and match(times, "([^%s,:]+)%s*$") == "-" then
+        -- "a:1, a:1": the last attempt found no peer (NGX_BUSY reuses the previous
+        -- name) and that previous failure is already counted
+        local prev, last
+        for token in gmatch(addrs, "[^%s,]+") do
+            if token ~= ":" then
+                prev, last = last, token
+            end
+        end
+        local peer = last and prev ~= last and p.by_name[last]
+        if peer then
+            health.failed(p, peer)
+        end
     end
-    -- a response header arrived: the backend answered (maybe its own 502)
-    if match(times, "([^%s,]+)%s*$") ~= "-" then
-        return
-    end
-    local peer = p.by_name[match(addrs, "([^%s,]+)%s*$") or ""]
-    if peer then
-        health.failed(p, peer)
-    end
+    return ngx.exit(status)
 end
 
 -- Timer: apply changes in idle workers too, so /status converges without

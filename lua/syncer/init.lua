@@ -7,8 +7,9 @@
 --           snapshot_file = "/var/lib/syncer/snapshot.json",-- loaded on a cold start
 --           max_body = 1048576,                             -- admin request body limit
 --           refresh_interval = 1,                           -- idle-worker refresh (s)
---           log_phase = true,   -- false when the proxying location has no
+--           log_phase = false,  -- true when the proxying location has
 --                               -- log_by_lua_block { require("syncer.balancer").log() }
+--                               -- (needed for max_conns only)
 --       })
 --   }
 --   init_worker_by_lua_block { require("syncer.init").worker() }
@@ -32,7 +33,7 @@ local DEFAULTS = {
     snapshot_file = false,
     max_body = limits.max_body.default,
     refresh_interval = 1,
-    log_phase = true,
+    log_phase = false,
 }
 
 -- The token file's mode bits, through statx(2) (its struct has one layout on

@@ -148,7 +148,8 @@ def test_passive_health_marks_a_dead_server_and_retries(api: ApiNginx, farm: Bac
 
 
 def test_final_attempt_failure_is_counted(api: ApiNginx, farm: BackendFarm) -> None:
-    """With no retry left, the failed final attempt still counts (log phase)."""
+    """With no retry left, the failed final attempt still counts (through the error_page
+    location, without any log phase)."""
     dead_port = closed_port()
     # a single live alternative is down, so each request has exactly one attempt
     api.put_ok(
@@ -279,8 +280,9 @@ def test_all_unhealthy_clears_marks_like_nginx(api: ApiNginx) -> None:
 
 
 def test_max_conns_limits_in_flight_requests(fresh_api: ApiNginx, farm: BackendFarm) -> None:
-    """A server at max_conns gets no new request until one in flight ends."""
-    fresh_api.with_options(worker_processes=1)
+    """A server at max_conns gets no new request until one in flight ends (needs the
+    log phase, which releases the slots)."""
+    fresh_api.with_options(worker_processes=1, log_phase=True)
     fresh_api.start()
     with socket.socket() as hanging:
         # accepts connections (kernel backlog) but never answers: requests stay in flight
