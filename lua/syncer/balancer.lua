@@ -65,7 +65,22 @@ local function record()
     }), ttl)
 end
 
-local function build(name, u, chg)
+-- Timer: the new ring of an upstream whose picker still uses its previous ring.
+local function build_ring(premature, name, version)
+    local p = pickers[name]
+    if premature or not p or p.version ~= version or not p.ring_stale then
+        return
+    end
+    p.ring = chash.new(p.primary.peers, crc32)
+    p.ring_stale = nil
+end
+
+-- `previous`: this worker's picker for the older version. With consistent hashing
+-- the new ring (up to 16,384 points, milliseconds) is built by a zero-delay timer,
+-- off the request path; until then requests use the previous ring, mapped onto the
+-- new servers: keys of a removed server go to the next one on the ring (what the
+-- new ring does too), a new server gets its keys once its ring is in.
+local function build(name, u, chg, previous)
     local primaries, backups, by_name = {}, {}, {}
     local workers = ngx.worker.count()
     for _, s in ipairs(u.servers) do
@@ -98,7 +113,16 @@ local function build(name, u, chg)
         tries = #primaries + #backups,
     }
     if u.hash_on and #primaries > 0 then
-        p.ring = chash.new(primaries, crc32)
+        if previous and previous.ring and previous.hash_on == u.hash_on and ngx.get_phase() == "balancer" then
+            p.ring, p.ring_stale = previous.ring, true
+            local ok, err = ngx.timer.at(0, build_ring, name, u.version)
+            if not ok then
+                log(ERR, 'syncer: upstream "', name, '": cannot schedule the ring rebuild: ', err)
+                p.ring, p.ring_stale = chash.new(primaries, crc32), nil
+            end
+        else
+            p.ring = chash.new(primaries, crc32)
+        end
     end
     p.single = p.tries == 1
     return p
@@ -126,7 +150,7 @@ local function refresh(name, chg)
         return pickers[name]
     end
     if not p or p.missing or p.version ~= u.version then
-        p = build(name, u, chg)
+        p = build(name, u, chg, p and not p.missing and p or nil)
         pickers[name] = p
     end
     p.chg = chg
@@ -144,7 +168,7 @@ local function pick(p, tried)
     local peer
     if p.ring then
         local key = ngx_var[p.hash_on] or ""
-        peer = p.ring:pick(crc32(key), t, tried, inflight)
+        peer = p.ring:pick(crc32(key), t, tried, inflight, p.ring_stale and p.by_name)
     else
         peer = p.primary:pick(t, tried, inflight)
     end

@@ -307,3 +307,27 @@ def _connected(port: int) -> bool:
     target = f"0100007F:{port:04X}"
     with open("/proc/net/tcp") as table:
         return any(line.split()[2] == target and line.split()[3] == "01" for line in list(table)[1:])
+
+
+def test_a_removed_server_loses_only_its_keys_from_the_very_next_request(api: ApiNginx, farm: BackendFarm) -> None:
+    """After a change the ring is rebuilt by a timer, off the request path; the requests
+    before it uses the previous ring mapped onto the new set: a removed server gets
+    nothing from the very first request, keys of the others stay put."""
+    names = ["b1", "b2", "b3", "b4"]
+    api.put_ok("rering", [backend(farm, n) for n in names], hash_on="arg_key")
+    session = requests.Session()  # one keep-alive connection: one worker, the same one throughout
+
+    def placement() -> dict[str, str]:
+        return {
+            f"k{i}": session.get(
+                f"http://127.0.0.1:{api.port}/?key=k{i}", headers={"Host": "rering"}, timeout=5
+            ).text.strip()
+            for i in range(200)
+        }
+
+    before = placement()
+    api.put_ok("rering", [backend(farm, n) for n in ["b1", "b3", "b4"]], hash_on="arg_key")
+    after = placement()
+    assert "b2" not in after.values()
+    assert all(after[key] == server for key, server in before.items() if server != "b2")
+    assert placement() == after  # the rebuilt ring places every key the same way
