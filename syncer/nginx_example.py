@@ -82,6 +82,13 @@ class ExampleOptions:
     log_phase: bool = False
     """Api mode: ``log_by_lua`` in the proxying location, needed only for ``max_conns``
     (it releases the slots); costs ~1 us of CPU per request. Passive health works without it."""
+    admin_socket: str | None = None
+    """Api mode: serve the admin API on this unix socket (absolute path) and put a
+    ``stream`` proxy on ``admin_listen`` in front, which caps admin connections when they
+    are accepted (http's limit_conn counts only complete request headers). Needs
+    ngx_stream_module (Debian: libnginx-mod-stream)."""
+    admin_connections: int = 16
+    """With ``admin_socket``: admin connections open at once; more are closed at accept."""
     debug_headers: bool = False
     """Add ``X-Syncer-Worker`` (worker pid) and ``X-Syncer-Upstream-Addr`` to proxied
     responses: handy when checking which worker and server answered; off in production."""
@@ -149,6 +156,12 @@ def validate(mode: Mode, opts: ExampleOptions) -> None:
         if opts.snapshot_file is not None:
             _check_path(opts.snapshot_file, "snapshot_file")
         _check_path(opts.lua_dir, "lua_dir")
+        if opts.admin_socket is not None:
+            _check_path(opts.admin_socket, "admin_socket")
+            if not opts.admin_socket.startswith("/"):
+                raise ExampleError(f"admin_socket: must be an absolute path, got {opts.admin_socket!r}")
+            if not 1 <= opts.admin_connections <= 1024:
+                raise ExampleError(f"admin_connections: 1..1024, got {opts.admin_connections}")
         if not SIZE.fullmatch(opts.dict_size):
             raise ExampleError(f"dict_size: expected a size like 10m, got {opts.dict_size!r}")
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", opts.dict_name):
@@ -230,6 +243,8 @@ def render_example(mode: Mode, opts: ExampleOptions) -> str:
         next_upstream_tries=opts.next_upstream_tries,
         upstream_conf=opts.upstream_conf,
         debug_headers=opts.debug_headers,
+        admin_socket=opts.admin_socket,
+        admin_connections=opts.admin_connections,
         log_phase=opts.log_phase,
     )
 
@@ -295,6 +310,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="api mode: add log_by_lua so max_conns works (~1 us per request; off by default)",
     )
     parser.add_argument("--no-log-phase", dest="log_phase", action="store_false", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--admin-socket",
+        default=None,
+        help="api mode: admin API on this unix socket behind a stream proxy on --admin-listen that caps "
+        "admin connections at accept time (needs ngx_stream_module; a folder nginx's workers can traverse)",
+    )
     parser.add_argument("--user", default=None, help="nginx 'user' directive (root-started nginx)")
 
 
@@ -315,6 +336,7 @@ def options_from_args(args: argparse.Namespace) -> ExampleOptions:
         dict_size=args.dict_size,
         load_modules=args.load_modules,
         log_phase=args.log_phase,
+        admin_socket=args.admin_socket,
         user=args.user,
     )
 

@@ -4,8 +4,12 @@ that never finish their request headers."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import resource
+import shutil
 import socket
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -164,3 +168,42 @@ def test_half_sent_admin_requests_are_dropped_and_cannot_hold_the_budget(
         assert time.monotonic() - started < 5  # client_header_timeout 2s, plus slack
     assert fresh_api.admin("GET", "/summary").status_code == 200
     assert requests.get(f"http://127.0.0.1:{fresh_api.port}/", headers={"Host": "web"}, timeout=5).status_code == 200
+
+
+STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")
+
+
+@pytest.mark.skipif(not STREAM_MODULE.exists(), reason="needs nginx's stream module (libnginx-mod-stream)")
+def test_a_flood_of_half_sent_admin_connections_cannot_starve_traffic(
+    fresh_api: ApiNginx, farm_one: BackendFarm
+) -> None:
+    """With ``admin_socket`` the admin port sits behind a stream proxy whose limit_conn
+    counts connections when they are accepted: 2,200 connections that send half a
+    header and stall (more than both workers' worker_connections, 2 x 1,024) get 16
+    slots, the rest are closed at once, and every traffic request meanwhile is answered."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2600:
+        pytest.skip(f"needs 2,600 file descriptors, the hard limit is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2600), hard))
+    # nginx's workers (nobody, when tests run as root) must reach the socket: a folder
+    # they can traverse (pytest's tmp folders are 0700)
+    socket_dir = Path(tempfile.mkdtemp(prefix="syncer-admin-"))
+    socket_dir.chmod(0o711)
+    socket_path = socket_dir / "admin.sock"
+    fresh_api.with_options(admin_socket=str(socket_path), admin_connections=16, worker_connections=1024)
+    fresh_api.start()
+    fresh_api.put_ok("web", [server("127.0.0.1", farm_one.ports["b1"])])
+    with ExitStack() as stack:
+        flood = []
+        for _ in range(2200):
+            sock = stack.enter_context(socket.create_connection(("127.0.0.1", fresh_api.admin_port), timeout=5))
+            with contextlib.suppress(OSError):  # an excess one may already be closed
+                sock.sendall(b"GET /status HTTP/1.1\r\nHost: admin\r\n")
+            flood.append(sock)
+        answered = [fresh_api.request().status_code for _ in range(20)]
+        assert answered == [200] * 20
+    try:
+        wait_until(lambda: fresh_api.admin("GET", "/summary").status_code == 200, timeout=10, message="admin API")
+    finally:
+        fresh_api.stop()
+        shutil.rmtree(socket_dir, ignore_errors=True)
