@@ -22,7 +22,7 @@ pytestmark = NEEDS_NGINX
 
 SERVICES = (
     "web", "follow", "weights", "downs", "backups", "health", "nolive",
-    "ghost", "hashed", "killed", "emptied", "deleted",
+    "ghost", "hashed", "killed", "emptied", "deleted", "rering",
 )  # fmt: skip
 
 
