@@ -1,0 +1,193 @@
+-- Client-address matching for the gray lists (issue 11): sorted, non-overlapping
+-- address ranges and a binary search, so 10,000 CIDRs cost ~14 comparisons.
+--
+-- syncer flattens the lists (precedence, overlaps) before it pushes them, so this
+-- module only checks that the ranges are sorted and disjoint, converts them once
+-- per version into comparable keys, and looks a client up:
+--
+--   local m, err = ipmatch.compile({ {"10.0.0.0", "10.0.0.255", "web.pre"}, ... })
+--   local pool = ipmatch.lookup(m, ngx.var.remote_addr)   -- nil: no list names it
+--
+-- Keys: IPv4 as a number (exact in a double); IPv6 as 32 lowercase hex digits, so
+-- plain string comparison is numeric order. An IPv4-mapped IPv6 client
+-- (::ffff:a.b.c.d) is looked up as IPv4, as nginx's geo does.
+
+local tonumber, type, floor = tonumber, type, math.floor
+local byte, sub, find, format, gmatch = string.byte, string.sub, string.find, string.format, string.gmatch
+
+local _M = {}
+
+local MAX_RANGES = 100000
+
+local function parse4(s)
+    local a, b, c, d = s:match("^(%d%d?%d?)%.(%d%d?%d?)%.(%d%d?%d?)%.(%d%d?%d?)$")
+    if not a then
+        return nil
+    end
+    a, b, c, d = tonumber(a), tonumber(b), tonumber(c), tonumber(d)
+    if a > 255 or b > 255 or c > 255 or d > 255 then
+        return nil
+    end
+    return ((a * 256 + b) * 256 + c) * 256 + d
+end
+_M.parse4 = parse4
+
+-- groups of one side of "::" (16-bit numbers); the last may be a dotted IPv4
+local function groups_of(part, out, last_side)
+    if part == "" then
+        return true
+    end
+    local pieces = {}
+    for g in gmatch(part .. ":", "([^:]*):") do
+        pieces[#pieces + 1] = g
+    end
+    for i, g in ipairs(pieces) do
+        if last_side and i == #pieces and find(g, ".", 1, true) then
+            local v4 = parse4(g)
+            if not v4 then
+                return false
+            end
+            out[#out + 1] = floor(v4 / 65536)
+            out[#out + 1] = v4 % 65536
+        else
+            if not g:match("^%x%x?%x?%x?$") then
+                return false
+            end
+            out[#out + 1] = tonumber(g, 16)
+        end
+    end
+    return true
+end
+
+-- 32 lowercase hex digits, or nil
+local function parse6(s)
+    if #s > 45 or find(s, "[^%x:%.]") then
+        return nil
+    end
+    local head, tail = s, nil
+    local dc = find(s, "::", 1, true)
+    if dc then
+        head, tail = sub(s, 1, dc - 1), sub(s, dc + 2)
+        if find(tail, "::", 1, true) then
+            return nil
+        end
+    end
+    local left, right = {}, {}
+    if not groups_of(head, left, tail == nil) then
+        return nil
+    end
+    if tail and not groups_of(tail, right, true) then
+        return nil
+    end
+    local n = #left + #right
+    if (tail and n > 7) or (not tail and n ~= 8) then
+        return nil
+    end
+    local out = {}
+    for i = 1, #left do
+        out[#out + 1] = format("%04x", left[i])
+    end
+    for _ = 1, 8 - n do
+        out[#out + 1] = "0000"
+    end
+    for i = 1, #right do
+        out[#out + 1] = format("%04x", right[i])
+    end
+    return table.concat(out)
+end
+_M.parse6 = parse6
+
+local MAPPED = "00000000000000000000ffff"
+
+-- (4, number) or (6, hex string) or nil
+local function key_of(addr)
+    if type(addr) ~= "string" then
+        return nil
+    end
+    if find(addr, ":", 1, true) then
+        local hex = parse6(addr)
+        if not hex then
+            return nil
+        end
+        if sub(hex, 1, 24) == MAPPED then
+            return 4, tonumber(sub(hex, 25), 16)
+        end
+        return 6, hex
+    end
+    local v4 = parse4(addr)
+    if v4 then
+        return 4, v4
+    end
+    return nil
+end
+_M.key_of = key_of
+
+function _M.compile(ranges)
+    if type(ranges) ~= "table" then
+        return nil, "ranges must be an array"
+    end
+    if #ranges > MAX_RANGES then
+        return nil, "more than " .. MAX_RANGES .. " ranges"
+    end
+    local m = {
+        [4] = { first = {}, last = {}, pool = {}, n = 0 },
+        [6] = { first = {}, last = {}, pool = {}, n = 0 },
+    }
+    for i, r in ipairs(ranges) do
+        if type(r) ~= "table" or type(r[1]) ~= "string" or type(r[2]) ~= "string" or type(r[3]) ~= "string"
+            or r[3] == "" then
+            return nil, "range " .. i .. " must be [first, last, pool]"
+        end
+        local fam1, first = key_of(r[1])
+        local fam2, last = key_of(r[2])
+        if not fam1 or fam1 ~= fam2 or (fam1 == 6 and find(r[1], ".", 1, true)) then
+            return nil, "range " .. i .. ": " .. r[1] .. " - " .. r[2] .. " are not two addresses of one family"
+        end
+        if first > last then
+            return nil, "range " .. i .. ": first address above the last"
+        end
+        local t = m[fam1]
+        if t.n > 0 and first <= t.last[t.n] then
+            return nil, "range " .. i .. " (" .. r[1] .. ") is not above the previous one: ranges must be sorted and disjoint"
+        end
+        t.n = t.n + 1
+        t.first[t.n], t.last[t.n], t.pool[t.n] = first, last, r[3]
+    end
+    return m
+end
+
+-- binary search: the last range whose first address is <= key
+local function search(t, key)
+    local lo, hi = 1, t.n
+    local first = t.first
+    while lo <= hi do
+        local mid = floor((lo + hi) / 2)
+        if first[mid] <= key then
+            lo = mid + 1
+        else
+            hi = mid - 1
+        end
+    end
+    if hi >= 1 and key <= t.last[hi] then
+        return t.pool[hi]
+    end
+    return nil
+end
+
+function _M.lookup(m, addr)
+    local family, key = key_of(addr)
+    if not family then
+        return nil
+    end
+    local t = m[family]
+    if t.n == 0 then
+        return nil
+    end
+    return search(t, key)
+end
+
+function _M.size(m)
+    return m[4].n + m[6].n
+end
+
+return _M

@@ -1,0 +1,1 @@
+"""Traffic steering: which pool a request at an entry goes to."""

@@ -1,0 +1,130 @@
+"""The KV Source: one blocking ``GET /v1/kv/<prefix>?recurse`` for every gray rule.
+
+Each key is validated on its own. A refused key is logged once per new value (key, field,
+reason) and its last good value stays in force; a deleted key is gone. The event carries
+the assembled rules plus the refusals, so metrics and health can count them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from syncer.discovery.client import Answer, ConsulClient
+from syncer.routing import kv
+from syncer.routing.kv_rules import GrayRules, assemble
+
+log = structlog.get_logger("syncer.routing.kv")
+
+
+@dataclass(frozen=True)
+class KVRejection:
+    key: str
+    field: str
+    reason: str
+    kept_last_good: bool
+
+
+@dataclass(frozen=True)
+class GrayRulesChanged:
+    """The gray rules (KV) differ from the last ones delivered (or are the first)."""
+
+    rules: GrayRules
+    rejections: tuple[KVRejection, ...]
+    index: int
+    at: float  # monotonic time the answer arrived
+
+
+Parsed = kv.Override | kv.AddressList | kv.HostMap
+
+
+class KVSource:
+    kind = "kv"
+
+    def __init__(self, client: ConsulClient, prefix: str = kv.DEFAULT_PREFIX) -> None:
+        self.prefix = prefix
+        self.key = f"kv:{prefix}"
+        self._client = client
+        self._good: dict[str, tuple[kv.KeyKind, Parsed]] = {}  # last good value per key
+        self._refused_at: dict[str, int] = {}  # key -> ModifyIndex already logged
+
+    def fetch(self, index: int, wait: float) -> Answer:
+        return self._client.kv_recurse(self.prefix, index=index, wait=wait)
+
+    def read(self, answer: Answer, index: int) -> tuple[object, GrayRulesChanged]:
+        rejections = self.absorb(answer.body)
+        rules = self.rules()
+        return (rules, rejections), GrayRulesChanged(rules, rejections, index, time.monotonic())
+
+    def absorb(self, body: Any) -> tuple[KVRejection, ...]:
+        """Fold one recurse answer into the last good values; return what was refused."""
+        items = body if isinstance(body, list) else []
+        seen: set[str] = set()
+        rejections: list[KVRejection] = []
+        for item in items:
+            if not isinstance(item, dict) or not isinstance(item.get("Key"), str):
+                continue
+            key: str = item["Key"]
+            seen.add(key)
+            try:
+                kind = kv.classify(key, self.prefix)
+                if kind is None:
+                    continue
+                self._good[key] = (kind, _parse(key, kind, _value(key, item.get("Value"))))
+                self._refused_at.pop(key, None)
+            except kv.KVInvalid as exc:
+                kept = key in self._good
+                rejections.append(KVRejection(key, exc.field, exc.reason, kept))
+                modify = item.get("ModifyIndex")
+                if self._refused_at.get(key) != modify:
+                    self._refused_at[key] = modify if isinstance(modify, int) else -1
+                    log.warning(
+                        "kv key refused",
+                        key=key,
+                        field=exc.field,
+                        reason=exc.reason,
+                        kept="last good value" if kept else "nothing (no good value yet)",
+                    )
+        for gone in set(self._good) - seen:
+            del self._good[gone]
+        for gone in set(self._refused_at) - seen:
+            del self._refused_at[gone]
+        return tuple(rejections)
+
+    def rules(self) -> GrayRules:
+        overrides: dict[str, kv.Override] = {}
+        lists: dict[tuple[str, str], kv.AddressList] = {}
+        hosts: dict[str, kv.HostMap] = {}
+        for kind, value in self._good.values():
+            if isinstance(kind, kv.OverrideKey) and isinstance(value, kv.Override):
+                overrides[kind.entry] = value
+            elif isinstance(kind, kv.ListKey) and isinstance(value, kv.AddressList):
+                lists[(kind.entry, kind.name)] = value
+            elif isinstance(kind, kv.HostsKey) and isinstance(value, kv.HostMap):
+                hosts[kind.entry] = value
+        return assemble(overrides, lists, hosts)
+
+
+def _value(key: str, raw: object) -> bytes | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise kv.KVInvalid(key, "Value", "Consul answered a non-string value")
+    try:
+        return base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise kv.KVInvalid(key, "Value", "Consul answered a value that is not base64") from None
+
+
+def _parse(key: str, kind: kv.KeyKind, raw: bytes | None) -> Parsed:
+    obj = kv.decode(key, raw)
+    if isinstance(kind, kv.OverrideKey):
+        return kv.parse_override(key, obj)
+    if isinstance(kind, kv.ListKey):
+        return kv.parse_list(key, kind.name, obj)
+    return kv.parse_hosts(key, obj)
