@@ -18,6 +18,7 @@ from typing import Literal
 import jinja2
 
 from syncer import resources
+from syncer.routing.realip import CLIENT_ADDRESS_CHOICES, ClientAddress, realip_lines
 
 Mode = Literal["reload", "api"]
 
@@ -85,6 +86,10 @@ class ExampleOptions:
     debug_headers: bool = False
     """Add ``X-Syncer-Worker`` (worker pid) and ``X-Syncer-Upstream-Addr`` to proxied
     responses: handy when checking which worker and server answered; off in production."""
+    client_address: ClientAddress = "connection"
+    """The address gray lists match (docs/kv-layout.md): ``connection``, or the realip
+    module's from ``x-forwarded-for`` / ``proxy-protocol``, believed only from ``trusted_proxies``."""
+    trusted_proxies: tuple[str, ...] = ()
 
 
 class ExampleError(ValueError):
@@ -182,6 +187,12 @@ def validate(mode: Mode, opts: ExampleOptions) -> None:
         raise ExampleError(f"connect_timeout: expected a duration like 2s, got {opts.connect_timeout!r}")
     if opts.user is not None and not USER.fullmatch(opts.user):
         raise ExampleError(f"user: expected 'USER' or 'USER GROUP', got {opts.user!r}")
+    if opts.client_address not in CLIENT_ADDRESS_CHOICES:
+        raise ExampleError(f"client_address: one of {', '.join(CLIENT_ADDRESS_CHOICES)}, got {opts.client_address!r}")
+    try:
+        realip_lines(opts.client_address, opts.trusted_proxies)
+    except ValueError as exc:
+        raise ExampleError(f"client_address: {exc}") from exc
 
 
 def _environment() -> jinja2.Environment:
@@ -231,6 +242,8 @@ def render_example(mode: Mode, opts: ExampleOptions) -> str:
         upstream_conf=opts.upstream_conf,
         debug_headers=opts.debug_headers,
         log_phase=opts.log_phase,
+        realip=realip_lines(opts.client_address, opts.trusted_proxies),
+        proxy_protocol=opts.client_address == "proxy-protocol",
     )
 
 
@@ -295,6 +308,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="api mode: no log_by_lua (cheaper; final-attempt failures not counted, max_conns ignored)",
     )
     parser.add_argument("--user", default=None, help="nginx 'user' directive (root-started nginx)")
+    parser.add_argument(
+        "--client-address",
+        choices=CLIENT_ADDRESS_CHOICES,
+        default=d.client_address,
+        help="address the gray lists match: the connection's, or realip's from trusted proxies (default connection)",
+    )
+    parser.add_argument(
+        "--trusted-proxy",
+        dest="trusted_proxies",
+        action="append",
+        metavar="CIDR",
+        help="repeatable: a proxy whose X-Forwarded-For / PROXY header is believed (set_real_ip_from)",
+    )
 
 
 def options_from_args(args: argparse.Namespace) -> ExampleOptions:
@@ -315,6 +341,8 @@ def options_from_args(args: argparse.Namespace) -> ExampleOptions:
         load_modules=args.load_modules,
         log_phase=args.log_phase,
         user=args.user,
+        client_address=args.client_address,
+        trusted_proxies=tuple(args.trusted_proxies or ()),
     )
 
 

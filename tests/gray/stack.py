@@ -56,6 +56,20 @@ class Reply:
     body: str
 
 
+def ask_via_proxy_protocol(port: int, path: str, *, source: str, client: str) -> Reply:
+    """A request whose PROXY protocol v1 header claims ``client``, sent from ``source``."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0)) as sock:
+        family = "TCP6" if ":" in client else "TCP4"
+        dest = "::1" if ":" in client else "127.0.0.1"
+        sock.sendall(f"PROXY {family} {client} {dest} 40000 {port}\r\n".encode())
+        sock.sendall(f"GET {path} HTTP/1.0\r\nHost: plain.test\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return Reply(int(head.split()[1]), body.decode())
+
+
 def ask(
     port: int,
     path: str = "/",
@@ -86,17 +100,19 @@ class EchoNginx:
     api_port: int = field(default_factory=free_port)
     reload_xff_port: int = field(default_factory=free_port)
     api_xff_port: int = field(default_factory=free_port)
+    reload_pp_port: int = field(default_factory=free_port)
+    api_pp_port: int = field(default_factory=free_port)
     nginx: NginxProcess = field(init=False)
 
     def __post_init__(self) -> None:
         self.prefix.mkdir(parents=True, exist_ok=True)
         self.nginx = NginxProcess(self.prefix, self._conf())
 
-    def _listen(self, port: int) -> str:
-        six = f" listen [::1]:{port};" if ipv6_loopback() else ""
-        return f"listen 127.0.0.1:{port};{six}"
+    def _listen(self, port: int, extra: str = "") -> str:
+        six = f" listen [::1]:{port}{extra};" if ipv6_loopback() else ""
+        return f"listen 127.0.0.1:{port}{extra};{six}"
 
-    def _servers(self, port: int, api: bool, realip: list[str]) -> str:
+    def _servers(self, port: int, api: bool, realip: list[str], proxy_protocol: bool = False) -> str:
         locations = []
         for entry in self.entries:
             if api:
@@ -104,10 +120,12 @@ class EchoNginx:
             else:
                 body = f'return 200 "${gray_var(entry)}";'
             locations.append(f"location = /{entry} {{ default_type text/plain; {body} }}")
-        return f"server {{ {self._listen(port)} {' '.join(realip)}\n    {chr(10).join(locations)}\n}}"
+        listen = self._listen(port, " proxy_protocol" if proxy_protocol else "")
+        return f"server {{ {listen} {' '.join(realip)}\n    {chr(10).join(locations)}\n}}"
 
     def _conf(self) -> str:
         realip = realip_lines("x-forwarded-for", self.trusted)
+        proxied = realip_lines("proxy-protocol", self.trusted)
         (self.prefix / "lua").mkdir(exist_ok=True)
         (self.prefix / "lua" / "grayecho.lua").write_text(
             """
@@ -145,6 +163,8 @@ http {{
     {self._servers(self.api_port, True, [])}
     {self._servers(self.reload_xff_port, False, realip)}
     {self._servers(self.api_xff_port, True, realip)}
+    {self._servers(self.reload_pp_port, False, proxied, proxy_protocol=True)}
+    {self._servers(self.api_pp_port, True, proxied, proxy_protocol=True)}
 }}
 """
 

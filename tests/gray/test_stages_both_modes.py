@@ -13,7 +13,7 @@ from syncer.routing.render_gray import render_gray
 from syncer.testing.nginx import has_lua_module, nginx_binary
 
 from .cases import CASES, KV, Case
-from .stack import EchoNginx, ask, ipv6_loopback, rules_from
+from .stack import EchoNginx, ask, ask_via_proxy_protocol, ipv6_loopback, rules_from
 
 pytestmark = [
     pytest.mark.nginx,
@@ -72,3 +72,20 @@ def test_a_list_change_moves_a_client_after_reload(tmp_path: Path) -> None:
             assert ask(port, "/web", source="127.0.0.7").body == "web.pre"
     finally:
         nginx.stop()
+
+
+@pytest.mark.parametrize("mode", ["reload", "api"])
+@pytest.mark.parametrize(
+    ("source", "client", "expect"),
+    [
+        ("127.0.0.5", "10.1.2.3", "web.office"),  # a trusted proxy's PROXY header counts
+        ("127.0.0.5", "2001:db8::7", "web.pre"),
+        ("127.0.0.9", "127.0.0.2", ""),  # an untrusted peer's does not (its own address is in no list)
+    ],
+)
+def test_proxy_protocol_from_trusted_proxies_only(
+    echo: EchoNginx, mode: str, source: str, client: str, expect: str
+) -> None:
+    port = echo.reload_pp_port if mode == "reload" else echo.api_pp_port
+    reply = ask_via_proxy_protocol(port, "/web", source=source, client=client)
+    assert (reply.status, reply.body) == (200, expect)
