@@ -5,7 +5,7 @@ decided, else "" and the Consul chain (stages 5-7) decides. Stages, first match 
 
 1. ``map $http_<header>``: ``always`` -> canary, ``never`` -> primary (or "-": stop, Consul decides)
 2. ``map $cookie_<name>``: the same
-3. ``geo``: the flattened address ranges (``kv_rules.address_ranges``), client address as
+3. ``geo``: the flattened address ranges (``kv_table.gray_table``), client address as
    the realip module leaves it (``$remote_addr``); IPv4-only lists use ``ranges`` when that
    takes fewer lines than CIDRs
 4. ``map $host`` with ``hostnames``: exact names, ``*.suffix`` wildcards (longest wins), default
@@ -16,8 +16,9 @@ answered. Every printed value passed validation (pool names, host names, header 
 
 from __future__ import annotations
 
-from syncer.routing.kv import Target
-from syncer.routing.kv_rules import EntryRules, GrayRules, Range, address_ranges
+from collections.abc import Iterable
+
+from syncer.routing.kv_table import GrayTable, PoolRange
 
 STOP = "-"  # "never" without a primary: the KV stages end, Consul's chain decides
 _BROADCAST = 0xFFFFFFFF  # what geo's ranges mode looks up for a non-IPv4 client
@@ -36,69 +37,60 @@ def _q(value: str) -> str:
     return f'"{value}"'
 
 
-def _pool(target: Target | None) -> str:
-    return STOP if target is None else target.pool
-
-
-def _override_map(source: str, var: str, canary: Target, primary: Target | None) -> list[str]:
+def _override_map(source: str, var: str, canary: str, primary: str | None) -> list[str]:
     return [
         f"map ${source} ${var} {{",
         '    default "";',
-        f"    always {_q(canary.pool)};",
-        f"    never {_q(_pool(primary))};",
+        f"    always {_q(canary)};",
+        f"    never {_q(primary or STOP)};",
         "}",
     ]
 
 
-def _use_ranges(v4: tuple[Range, ...], v6: tuple[Range, ...]) -> bool:
+def _use_ranges(v4: tuple[PoolRange, ...], v6: tuple[PoolRange, ...]) -> bool:
     if v6 or not v4 or v4[-1].last == _BROADCAST:
         return False  # ranges mode is IPv4-only and answers 255.255.255.255 for IPv6 clients
     return len(v4) < sum(len(r.cidrs()) for r in v4)
 
 
-def geo_block(var: str, rules: EntryRules) -> list[str]:
-    v4 = address_ranges(rules.lists, 4)
-    v6 = address_ranges(rules.lists, 6)
+def geo_block(var: str, table: GrayTable) -> list[str]:
+    v4, v6 = table.ranges_of(4), table.ranges_of(6)
     lines = [f"geo ${var} {{"]
     if _use_ranges(v4, v6):
         lines.append("    ranges;")
         lines.append('    default "";')
-        lines.extend(f"    {r.text()[0]}-{r.text()[1]} {_q(r.target.pool)};" for r in v4)
+        lines.extend(f"    {r.text()[0]}-{r.text()[1]} {_q(r.pool)};" for r in v4)
     else:
         lines.append('    default "";')
-        lines.extend(f"    {cidr} {_q(r.target.pool)};" for r in v4 + v6 for cidr in r.cidrs())
+        lines.extend(f"    {cidr} {_q(r.pool)};" for r in v4 + v6 for cidr in r.cidrs())
     lines.append("}")
     return lines
 
 
-def host_block(var: str, rules: EntryRules) -> list[str]:
-    assert rules.hosts is not None
-    hosts = rules.hosts
-    default = hosts.default.pool if hosts.default else ""
-    lines = [f"map $host ${var} {{", "    hostnames;", f"    default {_q(default)};"]
-    lines.extend(f"    {_q(name)} {_q(t.pool)};" for name, t in hosts.exact)
-    lines.extend(f"    {_q('*' + suffix)} {_q(t.pool)};" for suffix, t in hosts.wildcard)
+def host_block(var: str, table: GrayTable) -> list[str]:
+    lines = [f"map $host ${var} {{", "    hostnames;", f"    default {_q(table.host_default or '')};"]
+    lines.extend(f"    {_q(name)} {_q(pool)};" for name, pool in table.exact)
+    lines.extend(f"    {_q('*' + suffix)} {_q(pool)};" for suffix, pool in table.wildcard)
     lines.append("}")
     return lines
 
 
-def entry_block(rules: EntryRules) -> list[str]:
-    base = gray_var(rules.entry)
-    lines = [f"# gray rules of entry {rules.entry} (Consul KV)"]
+def entry_block(table: GrayTable) -> list[str]:
+    base = gray_var(table.entry)
+    lines = [f"# gray rules of entry {table.entry} (Consul KV)"]
     parts = {"h": "", "c": "", "a": "", "n": ""}
-    override = rules.override
-    if override is not None and override.header_var is not None:
+    if table.header_var is not None and table.canary is not None:
         parts["h"] = f"${base}_h"
-        lines += _override_map(override.header_var, f"{base}_h", override.target, override.primary)
-    if override is not None and override.cookie_var is not None:
+        lines += _override_map(table.header_var, f"{base}_h", table.canary, table.primary)
+    if table.cookie_var is not None and table.canary is not None:
         parts["c"] = f"${base}_c"
-        lines += _override_map(override.cookie_var, f"{base}_c", override.target, override.primary)
-    if rules.lists:
+        lines += _override_map(table.cookie_var, f"{base}_c", table.canary, table.primary)
+    if table.ranges:
         parts["a"] = f"${base}_a"
-        lines += geo_block(f"{base}_a", rules)
-    if rules.hosts is not None:
+        lines += geo_block(f"{base}_a", table)
+    if table.has_hosts:
         parts["n"] = f"${base}_n"
-        lines += host_block(f"{base}_n", rules)
+        lines += host_block(f"{base}_n", table)
     # first stage that answered wins; a "-" from an override stops the KV stages
     key = ":".join(parts[s] for s in "hcan")
     lines += [
@@ -115,10 +107,10 @@ def entry_block(rules: EntryRules) -> list[str]:
     return lines
 
 
-def render_gray(rules: GrayRules) -> str:
+def render_gray(tables: Iterable[GrayTable]) -> str:
     """The http-level blocks for every entry with gray rules (deterministic bytes)."""
     lines = ["# Gray rules from Consul KV, rendered by syncer. Do not edit."]
-    for entry in rules.entries:
+    for table in sorted(tables, key=lambda t: t.entry):
         lines.append("")
-        lines.extend(entry_block(entry))
+        lines.extend(entry_block(table))
     return "\n".join(lines) + "\n"

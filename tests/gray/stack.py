@@ -20,6 +20,7 @@ from syncer import resources
 from syncer.routing.kv_payload import gray_payload
 from syncer.routing.kv_rules import GrayRules
 from syncer.routing.kv_source import KVRejection, KVSource
+from syncer.routing.kv_table import gray_table
 from syncer.routing.realip import realip_lines
 from syncer.routing.render_gray import gray_var, render_gray
 from syncer.testing.nginx import LUA_MODULES, NginxProcess
@@ -170,8 +171,9 @@ http {{
 
     def write_rules(self, rules: GrayRules) -> None:
         """Render both modes' forms of ``rules`` (take effect on start or reload)."""
-        (self.prefix / "gray.conf").write_text(render_gray(rules))
-        payloads = {e.entry: gray_payload(e) for e in rules.entries}
+        tables = [gray_table(e) for e in rules.entries]
+        (self.prefix / "gray.conf").write_text(render_gray(tables))
+        payloads = {t.entry: gray_payload(t) for t in tables}
         (self.prefix / "gray.json").write_text(json.dumps(payloads) if payloads else "{}")
 
     def start(self) -> EchoNginx:

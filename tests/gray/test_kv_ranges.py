@@ -62,3 +62,23 @@ def test_flattened_ranges_agree_with_a_linear_scan(seed: int) -> None:
     for value in range(int(ipaddress.ip_address("10.0.0.0")), int(ipaddress.ip_address("10.0.4.0")), 3):
         address = str(ipaddress.ip_address(value))
         assert lookup(ranges, address) == _brute(lists, address), address
+
+
+def test_gray_table_resolves_targets_and_merges_neighbours_of_one_pool() -> None:
+    """Two lists whose targets resolve to one pool (a redirect, say) become one range."""
+    from syncer.routing.kv_rules import EntryRules
+    from syncer.routing.kv_table import gray_table
+
+    rules = EntryRules("web", lists=(lst("a", PRE, "10.0.0.0/25"), lst("b", OFFICE, "10.0.0.128/25", "::1")))
+    plain = gray_table(rules)
+    assert [(r.text(), r.pool) for r in plain.ranges] == [
+        (("10.0.0.0", "10.0.0.127"), "web.pre"),
+        (("10.0.0.128", "10.0.0.255"), "web.office"),
+        (("::1", "::1"), "web.office"),
+    ]
+    same = gray_table(rules, lambda t: "web.v2")
+    assert [(r.text(), r.pool) for r in same.ranges] == [
+        (("10.0.0.0", "10.0.0.255"), "web.v2"),
+        (("::1", "::1"), "web.v2"),
+    ]
+    assert same.pools() == {"web.v2"}

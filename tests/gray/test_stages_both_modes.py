@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from syncer.routing.kv_table import gray_table
 from syncer.routing.render_gray import render_gray
 from syncer.testing.nginx import has_lua_module, nginx_binary
 
@@ -33,7 +34,7 @@ def echo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EchoNginx]:
 
 
 def test_ranges_mode_is_used_where_it_helps() -> None:
-    text = render_gray(rules_from(KV)[0])
+    text = render_gray(gray_table(e) for e in rules_from(KV)[0].entries)
     ranged = text.split("gray rules of entry ranged")[1]
     assert "ranges;" in ranged
     assert "127.0.0.8-127.0.0.64" in ranged
