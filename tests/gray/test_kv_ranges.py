@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from syncer.routing.kv import AddressList, Target
-from syncer.routing.kv_rules import address_ranges, lookup
+from syncer.routing.kv_rules import EntryRules, address_ranges, lookup
+from syncer.routing.kv_table import gray_table
 
 PRE, OFFICE, OTHER = Target("web", "pre"), Target("web", "office"), Target("web", "other")
 
@@ -66,9 +67,6 @@ def test_flattened_ranges_agree_with_a_linear_scan(seed: int) -> None:
 
 def test_gray_table_resolves_targets_and_merges_neighbours_of_one_pool() -> None:
     """Two lists whose targets resolve to one pool (a redirect, say) become one range."""
-    from syncer.routing.kv_rules import EntryRules
-    from syncer.routing.kv_table import gray_table
-
     rules = EntryRules("web", lists=(lst("a", PRE, "10.0.0.0/25"), lst("b", OFFICE, "10.0.0.128/25", "::1")))
     plain = gray_table(rules)
     assert [(r.text(), r.pool) for r in plain.ranges] == [
