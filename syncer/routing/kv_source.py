@@ -52,11 +52,16 @@ class KVSource:
         self._client = client
         self._good: dict[str, tuple[kv.KeyKind, Parsed]] = {}  # last good value per key
         self._refused_at: dict[str, int] = {}  # key -> ModifyIndex already logged
+        self._warned_acl = False
 
     def fetch(self, index: int, wait: float) -> Answer:
         return self._client.kv_recurse(self.prefix, index=index, wait=wait)
 
     def read(self, answer: Answer, index: int) -> tuple[object, GrayRulesChanged]:
+        if answer.filtered_by_acls and not self._warned_acl:
+            # Consul hides keys the token cannot read: the rules would silently be partial
+            log.warning("kv answer filtered by ACLs: give syncer's token key_prefix read", prefix=self.prefix)
+        self._warned_acl = answer.filtered_by_acls
         rejections = self.absorb(answer.body)
         rules = self.rules()
         return (rules, rejections), GrayRulesChanged(rules, rejections, index, time.monotonic())
