@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from syncer.filterexpr import FilterError, parse
+from syncer.filterexpr import Field, Filter, FilterError, parse
 from syncer.routing import regex
 from syncer.routing.names import SUBSET_NAME
 
@@ -66,6 +66,20 @@ PATH_WHAT = "a path (starting with '/', printable ASCII, no '$' or space)"
 def _q(value: object) -> str:
     """Go's %q: a double-quoted string."""
     return json.dumps(str(value))
+
+
+_S, _M = Field("string"), Field("map")
+# What a subset Filter may select: the parts of a health entry syncer keeps per instance.
+HEALTH_SELECTORS = Field(
+    "struct",
+    {
+        "Node": Field("struct", {"Node": _S, "Address": _S, "Meta": _M}),
+        "Service": Field(
+            "struct",
+            {"ID": _S, "Service": _S, "Tags": Field("strings"), "Meta": _M, "Port": Field("int"), "Address": _S},
+        ),
+    },
+)
 
 
 class EntryError(ValueError):
@@ -596,12 +610,13 @@ def _splitter(f: _Fields, ignored: list[str], strict: bool) -> Splitter:
         for k in ("Namespace", "Partition"):
             if s.text(k) not in ("", "default"):
                 ignored.append(f"Splits[{i}].{k} (one namespace and partition only)")
-        splits.append(
-            Split(
-                units, service, subset,
-                _header_mods(s.sub("RequestHeaders"), strict), _header_mods(s.sub("ResponseHeaders"), strict),
-            )
-        )  # fmt: skip
+        request_mods, response_mods = (
+            _header_mods(s.sub("RequestHeaders"), strict),
+            _header_mods(s.sub("ResponseHeaders"), strict),
+        )
+        if not (request_mods.empty and response_mods.empty):
+            ignored.append(f"Splits[{i}] header changes (set them on the router's Destination)")
+        splits.append(Split(units, service, subset, request_mods, response_mods))
     total = sum(s.units for s in splits)
     if total != 10000:
         raise ConsulRefusal(f"the sum of all split weights must be 100, not {total / 100:f}")
@@ -644,6 +659,11 @@ def _resolver(f: _Fields, ignored: list[str], strict: bool) -> Resolver:
                 parse(expression)
             except FilterError as exc:
                 raise ConsulRefusal(f"Filter for subset {_q(sname)} is not a valid expression: {exc}") from None
+            if strict:
+                try:
+                    Filter(expression, HEALTH_SELECTORS)
+                except FilterError as exc:
+                    raise s.fail("Filter", f"syncer cannot evaluate it: {exc}") from None
         subsets[sname] = Subset(expression, s.flag("OnlyPassing"))
     default = f.text("DefaultSubset")
     if default and default not in subsets:
