@@ -13,7 +13,9 @@ from syncer.routing.entries import parse_entry
 from syncer.routing.table import Leg
 
 
-def srv(port: int, version: str = "1", *, tags: tuple[str, ...] = (), zone: str = "a", status: str = "passing") -> Server:
+def srv(
+    port: int, version: str = "1", *, tags: tuple[str, ...] = (), zone: str = "a", status: str = "passing"
+) -> Server:
     return Server("127.0.0.1", port, instance_id=f"i{port}", tags=tags, meta=(("version", version),),
                   node_meta=(("zone", zone),), status=status)  # fmt: skip
 
