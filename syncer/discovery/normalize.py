@@ -176,7 +176,17 @@ def _server(service: str, entry: object, rules: Rules) -> Server | None:
         instance_id=instance_id,
         tags=safe_tags,
         meta=safe_meta,
+        # Only read by service-resolver subset filters (never rendered): keep string pairs.
+        node=str(node.get("Node") or ""),
+        node_meta=_string_pairs(node.get("Meta")),
+        status=status,
     )
+
+
+def _string_pairs(value: object) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, dict):
+        return ()
+    return tuple(sorted((k, v) for k, v in value.items() if isinstance(k, str) and isinstance(v, str)))
 
 
 def _k(key: str) -> str:

@@ -1,0 +1,294 @@
+"""Reload mode: the routing tables as native nginx, in two kinds of files.
+
+``syncer-routing.conf`` (http level, included next to the upstreams) turns each entry's
+table into variables:
+
+* one ``map`` per match condition (``$uri``, ``$request_method``, ``$http_<name>``,
+  ``$arg_<name>``) giving 1 or 0; one ``map`` per route ANDing them;
+* a chooser ``map`` over the composite key of all route bits whose regexes are tried in
+  file order (nginx's map does that), so the first matching route wins;
+* ``split_clients`` per split action (0.01 % resolution, keyed on ``$request_id`` or the
+  sticky key), and ``$syncer_pool_<entry>``: the pool (upstream) to proxy to;
+* maps for the prefix rewrite and the header values of the chosen route.
+
+``syncer-routing-<entry>.conf`` (location level) uses them: the rewrite, the header
+directives, the entry's retry/timeout policy and ``proxy_pass http://$syncer_pool_<entry>``.
+
+Every value printed comes out of ``quote`` (a double-quoted nginx string with ``\\`` and
+``"`` escaped; ``$`` never reaches here, entries refuse it) or is a name that passed the
+entry checks.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+
+from syncer.resources import templates_dir
+from syncer.routing import regex
+from syncer.routing.entries import HeaderMatch, HeaderMods, HTTPMatch, QueryMatch
+from syncer.routing.names import var_suffix
+from syncer.routing.table import Action, RouteTable
+
+HTTP_FILE = "syncer-routing.conf"
+ENTRY_FILE = "syncer-routing-{entry}.conf"
+_SAFE = re.compile(r"^[A-Za-z0-9_.$:%-]+$")
+
+
+class Quoted(str):
+    """A string already written as an nginx double-quoted token."""
+
+    __slots__ = ()
+
+
+def quote(text: str) -> Quoted:
+    return Quoted('"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"')
+
+
+def _finalize(value: object) -> object:
+    if isinstance(value, Quoted | int | float):
+        return value
+    if isinstance(value, str) and (value == "" or _SAFE.match(value)):
+        return value
+    raise ValueError(f"routing template printed an unquoted value {value!r}")
+
+
+def header_var(name: str) -> str:
+    return "http_" + name.lower().replace("-", "_")
+
+
+@dataclass
+class CondMap:
+    var: str
+    source: str
+    pattern: Quoted
+    invert: bool
+
+
+@dataclass
+class SplitView:
+    var: str
+    key: str  # the variable split_clients hashes
+    key_source: str  # "" or the sticky variable that may be empty
+    legs: list[tuple[str, str]]  # ("90.00%", pool), the last one printed as "*"
+
+
+@dataclass
+class HeaderView:
+    var: str
+    name: str
+    key: Quoted
+    default: Quoted
+    values: list[tuple[Quoted, Quoted]]  # (regex over "<route>|<current>", value)
+    hide: bool = False
+
+
+@dataclass
+class EntryView:
+    name: str
+    e: str
+    conds: list[CondMap] = field(default_factory=list)
+    route_bits: list[tuple[str, Quoted, str]] = field(default_factory=list)  # (var, key, all-ones)
+    chooser_key: Quoted = field(default_factory=lambda: Quoted('"0"'))
+    chooser: list[tuple[Quoted, int]] = field(default_factory=list)
+    pool_map: list[tuple[str, str]] = field(default_factory=list)
+    pool_default: str = ""
+    splits: list[SplitView] = field(default_factory=list)
+    rewrites: list[tuple[Quoted, Quoted]] = field(default_factory=list)
+    request_headers: list[HeaderView] = field(default_factory=list)
+    response_headers: list[HeaderView] = field(default_factory=list)
+    policy_tries: int = 0
+    policy_next: str = ""
+    policy_timeout: str = ""
+
+
+def _conditions(match: HTTPMatch) -> list[tuple[str, str, bool]]:
+    """(source variable, PCRE pattern, inverted) for every condition of a route."""
+    out: list[tuple[str, str, bool]] = []
+    if match.path_exact:
+        out.append(("uri", f"^{regex.literal(match.path_exact)}$", False))
+    elif match.path_prefix:
+        out.append(("uri", f"^{regex.literal(match.path_prefix)}", False))
+    elif match.path_regex:
+        out.append(("uri", regex.anchored(match.path_regex), False))
+    if match.methods:
+        out.append(("request_method", f"^(?:{'|'.join(match.methods)})$", False))
+    out.extend((header_var(h.name), header_pattern(h), h.invert) for h in match.headers)
+    out.extend(("arg_" + q.name, query_pattern(q), False) for q in match.query)
+    return out
+
+
+def header_pattern(h: HeaderMatch) -> str:
+    if h.exact:
+        return f"^{regex.literal(h.exact)}$"
+    if h.prefix:
+        return f"^{regex.literal(h.prefix)}"
+    if h.suffix:
+        return f"{regex.literal(h.suffix)}$"
+    if h.regex:
+        return regex.anchored(h.regex)
+    return "."  # Present: nginx cannot tell an empty header from a missing one
+
+
+def query_pattern(q: QueryMatch) -> str:
+    if q.exact:
+        return f"^{regex.literal(q.exact)}$"
+    if q.regex:
+        return regex.anchored(q.regex)
+    return "."
+
+
+def _percent(units: int) -> str:
+    return f"{units // 100}.{units % 100:02d}%"
+
+
+def _sticky_source(action: Action) -> str:
+    sticky = action.sticky
+    if sticky is None:
+        return ""
+    if sticky.source == "cookie":
+        return f"cookie_{sticky.name}"
+    if sticky.source == "header":
+        return header_var(sticky.name)
+    return "remote_addr"
+
+
+def entry_view(table: RouteTable) -> EntryView:
+    e = var_suffix(table.entry)
+    view = EntryView(table.entry, e)
+    bits: list[str] = []
+    actions: list[tuple[str, Action]] = []
+    for i, route in enumerate(table.routes):
+        conds = _conditions(route.match)
+        names = []
+        for j, (source, pattern, invert) in enumerate(conds):
+            var = f"syncer_c_{e}_{i}_{j}"
+            view.conds.append(CondMap(var, source, quote("~" + pattern), invert))
+            names.append(var)
+        if not names:
+            bits.append("1")
+        elif len(names) == 1:
+            bits.append(f"${names[0]}")
+        else:
+            var = f"syncer_r_{e}_{i}"
+            view.route_bits.append((var, quote("".join(f"${n}" for n in names)), "1" * len(names)))
+            bits.append(f"${var}")
+        view.chooser.append((quote(f"~^.{{{i}}}1" if i else "~^1"), i))
+        actions.append((str(i), route.action))
+    if bits:
+        view.chooser_key = quote("".join(bits))
+    actions.append(("d", table.default))
+    for key, action in actions:
+        target = action.single
+        if target is None:
+            split = SplitView(f"syncer_s_{e}_{key}", "request_id", "", [])
+            source = _sticky_source(action)
+            if source == "remote_addr":
+                split.key = "remote_addr"
+            elif source:
+                split.key, split.key_source = f"syncer_k_{e}_{key}", source
+            split.legs = [(_percent(leg.units), leg.pool) for leg in action.legs]
+            view.splits.append(split)
+            target = f"${split.var}"
+        if key == "d":
+            view.pool_default = target
+        else:
+            view.pool_map.append((key, target))
+    for i, route in enumerate(table.routes):
+        rewrite = route.action.prefix_rewrite
+        if rewrite:
+            m = route.match
+            if m.path_exact:
+                pattern, value = f"~^{i}:{regex.literal(m.path_exact)}$", rewrite
+            else:
+                pattern, value = f"~^{i}:{regex.literal(m.path_prefix)}(.*)$", rewrite + "$1"
+            view.rewrites.append((quote(pattern), Quoted('"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"')))
+    view.request_headers = _request_headers(e, [(str(i), r.action.request_headers) for i, r in enumerate(table.routes)])
+    view.response_headers = _response_headers(
+        e, [(str(i), r.action.response_headers) for i, r in enumerate(table.routes)]
+    )
+    policy = table.policy
+    view.policy_tries = policy.tries
+    view.policy_next = " ".join(policy.next_upstream)
+    view.policy_timeout = f"{policy.read_timeout:g}s" if policy.read_timeout else ""
+    return view
+
+
+def _names(mods: list[tuple[str, HeaderMods]]) -> list[str]:
+    seen: dict[str, str] = {}
+    for _, m in mods:
+        for name in [n for n, _ in m.add] + [n for n, _ in m.set] + list(m.remove):
+            seen.setdefault(name.lower(), name)
+    return [seen[k] for k in sorted(seen)]
+
+
+def _request_headers(e: str, mods: list[tuple[str, HeaderMods]]) -> list[HeaderView]:
+    """Request header values per route, over "<route>|<current value>"; the current value by default."""
+    out = []
+    for k, name in enumerate(_names(mods)):
+        current = f"${header_var(name)}"
+        view = HeaderView(
+            f"syncer_rqh_{e}_{k}", name, Quoted(f'"$syncer_route_{e}|{current}"'), Quoted(f'"{current}"'), []
+        )
+        low = name.lower()
+        for route, m in mods:
+            added = [v for n, v in m.add if n.lower() == low]
+            setv = [v for n, v in m.set if n.lower() == low]
+            if any(n.lower() == low for n in m.remove):
+                view.values.append((quote(f"~^{route}\\|"), Quoted('""')))
+            elif setv:
+                view.values.append((quote(f"~^{route}\\|"), quote(setv[-1])))
+            elif added:
+                view.values.append((quote(f"~^{route}\\|$"), quote(added[-1])))
+                view.values.append((quote(f"~^{route}\\|(.+)$"), Quoted('"$1, ' + quote(added[-1])[1:])))
+        out.append(view)
+    return out
+
+
+def _response_headers(e: str, mods: list[tuple[str, HeaderMods]]) -> list[HeaderView]:
+    """Response headers: Set and Remove hide the upstream's value and print the route's."""
+    out = []
+    for k, name in enumerate(_names(mods)):
+        low = name.lower()
+        hide = any(any(n.lower() == low for n, _ in m.set) or any(n.lower() == low for n in m.remove) for _, m in mods)
+        upstream = f"$upstream_{header_var(name)}"
+        default = Quoted(f'"{upstream}"' if hide else '""')
+        view = HeaderView(f"syncer_rsh_{e}_{k}", name, Quoted(f'"$syncer_route_{e}"'), default, [], hide)
+        for route, m in mods:
+            added = [v for n, v in m.add if n.lower() == low]
+            setv = [v for n, v in m.set if n.lower() == low]
+            if any(n.lower() == low for n in m.remove):
+                view.values.append((quote(route), Quoted('""')))
+            elif setv:
+                view.values.append((quote(route), quote(setv[-1])))
+            elif added:
+                prefix = f"{upstream}, " if hide else ""
+                view.values.append((quote(route), Quoted('"' + prefix + quote(added[-1])[1:])))
+        out.append(view)
+    return out
+
+
+class RoutingRenderer:
+    def __init__(self, directory: Path | None = None) -> None:
+        self._env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(directory or templates_dir())),
+            undefined=jinja2.StrictUndefined,
+            autoescape=False,  # noqa: S701 - nginx config; values are quoted by quote()
+            keep_trailing_newline=True,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            finalize=_finalize,
+        )
+
+    def render(self, tables: Mapping[str, RouteTable]) -> dict[str, str]:
+        """File name -> text: the http-level file and one location-level file per entry."""
+        views = [entry_view(tables[name]) for name in sorted(tables)]
+        files = {HTTP_FILE: self._env.get_template("routing.conf.j2").render(entries=views)}
+        entry_template = self._env.get_template("routing-entry.conf.j2")
+        for view in views:
+            files[ENTRY_FILE.format(entry=view.name)] = entry_template.render(entry=view)
+        return files
