@@ -33,6 +33,8 @@ from syncer.routing.entries import (
     Splitter,
     Target,
 )
+from syncer.routing.kv_chain import attach_gray
+from syncer.routing.kv_rules import GrayRules
 from syncer.routing.names import pool_name
 from syncer.routing.subsets import members
 from syncer.routing.table import Action, CompiledRoute, Leg, Policy, RouteTable
@@ -53,6 +55,7 @@ class RoutingConfig:
     resolvers: Mapping[str, Resolver] = field(default_factory=dict)
     splitters: Mapping[str, Splitter] = field(default_factory=dict)
     routers: Mapping[str, Router] = field(default_factory=dict)
+    gray: GrayRules = field(default_factory=GrayRules)  # KV stages 1-4 (issue 11)
 
     @classmethod
     def of(cls, entries: Iterable[Entry]) -> RoutingConfig:
@@ -72,7 +75,7 @@ class RoutingConfig:
         return defaults is not None and defaults.protocol in HTTP_PROTOCOLS
 
     def entry_services(self) -> set[str]:
-        return set(self.routers) | set(self.splitters) | set(self.resolvers)
+        return set(self.routers) | set(self.splitters) | set(self.resolvers) | {e.entry for e in self.gray.entries}
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,7 @@ def referenced_services(config: RoutingConfig) -> set[str]:
         if resolver.redirect is not None and resolver.redirect.service:
             found.add(resolver.redirect.service)
         found.update(t.service for t in resolver.failover.values() if t.service)
+    found.update(config.gray.referenced_services())
     return found
 
 
@@ -253,6 +257,7 @@ def compile_routing(
                 for route in (router.routes if router else ())
             )
             table = RouteTable(entry, routes, chain.action(entry, None), _policy(router))
+            table = attach_gray(table, config.gray.get(entry), chain.target)
         except ChainError as exc:
             errors[entry] = str(exc)
             continue

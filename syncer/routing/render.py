@@ -31,7 +31,9 @@ import jinja2
 from syncer.resources import templates_dir
 from syncer.routing import regex
 from syncer.routing.entries import HeaderMatch, HeaderMods, HTTPMatch, QueryMatch
+from syncer.routing.kv_chain import with_gray
 from syncer.routing.names import var_suffix
+from syncer.routing.render_gray import render_gray
 from syncer.routing.table import Action, RouteTable
 
 HTTP_FILE = "syncer-routing.conf"
@@ -286,8 +288,11 @@ class RoutingRenderer:
 
     def render(self, tables: Mapping[str, RouteTable]) -> dict[str, str]:
         """File name -> text: the http-level file and one location-level file per entry."""
-        views = [entry_view(tables[name]) for name in sorted(tables)]
+        views = [with_gray(entry_view(tables[name]), tables[name]) for name in sorted(tables)]
         files = {HTTP_FILE: self._env.get_template("routing.conf.j2").render(entries=views)}
+        grays = [t.gray for t in tables.values() if t.gray is not None]
+        if grays:  # KV stages 1-4 (issue 11): geo/map blocks feeding the choosers above
+            files[HTTP_FILE] += "\n" + render_gray(grays)
         entry_template = self._env.get_template("routing-entry.conf.j2")
         for view in views:
             files[ENTRY_FILE.format(entry=view.name)] = entry_template.render(entry=view)

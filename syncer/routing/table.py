@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from syncer.routing.entries import HeaderMods, HTTPMatch, Sticky
+from syncer.routing.kv_table import GrayTable
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,8 @@ class RouteTable:
     routes: tuple[CompiledRoute, ...]
     default: Action
     policy: Policy = Policy()
+    gray: GrayTable | None = None  # KV stages 1-4, ahead of the routes (issue 11, docs/kv-layout.md)
 
     def pools(self) -> set[str]:
-        return {leg.pool for action in (self.default, *(r.action for r in self.routes)) for leg in action.legs}
+        pools = {leg.pool for action in (self.default, *(r.action for r in self.routes)) for leg in action.legs}
+        return pools | (self.gray.pools() if self.gray else set())
