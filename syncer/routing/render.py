@@ -108,7 +108,7 @@ class EntryView:
     policy_timeout: str = ""
 
 
-def _conditions(match: HTTPMatch) -> list[tuple[str, str, bool]]:
+def conditions(match: HTTPMatch) -> list[tuple[str, str, bool]]:
     """(source variable, PCRE pattern, inverted) for every condition of a route."""
     out: list[tuple[str, str, bool]] = []
     if match.path_exact:
@@ -148,7 +148,7 @@ def _percent(units: int) -> str:
     return f"{units // 100}.{units % 100:02d}%"
 
 
-def _sticky_source(action: Action) -> str:
+def sticky_source(action: Action) -> str:
     sticky = action.sticky
     if sticky is None:
         return ""
@@ -165,7 +165,7 @@ def entry_view(table: RouteTable) -> EntryView:
     bits: list[str] = []
     actions: list[tuple[str, Action]] = []
     for i, route in enumerate(table.routes):
-        conds = _conditions(route.match)
+        conds = conditions(route.match)
         names = []
         for j, (source, pattern, invert) in enumerate(conds):
             var = f"syncer_c_{e}_{i}_{j}"
@@ -188,7 +188,7 @@ def entry_view(table: RouteTable) -> EntryView:
         target = action.single
         if target is None:
             split = SplitView(f"syncer_s_{e}_{key}", "request_id", "", [])
-            source = _sticky_source(action)
+            source = sticky_source(action)
             if source == "remote_addr":
                 split.key = "remote_addr"
             elif source:

@@ -23,6 +23,7 @@ from syncer.effects.admin_http import Acked, AdminClient, AdminError, AdminUnava
 from syncer.model import Desired, Server, Upstream
 from syncer.planning.diff import UpstreamChange, diff_upstream
 from syncer.retry import backoff
+from syncer.sinks.api_routes import RoutesPusher
 from syncer.sinks.base import ApplyResult
 
 log = structlog.get_logger("syncer.api")
@@ -75,6 +76,7 @@ class ApiSink:
         self._client = client or AdminClient(settings.endpoint, settings.token or "", settings.timeout)
         self._generation: str | None = None
         self._acked: dict[str, Acked] | None = None
+        self._routes = RoutesPusher(self._client)  # routing tables (docs/routing.md)
         # The snapshot is written off the apply path: a slow fsync must not delay the
         # next push (measured in bench/: up to 450 ms on a busy disk).
         self._snapshot = (
@@ -96,6 +98,7 @@ class ApiSink:
         if self._generation is not None and generation != self._generation:
             log.warning("nginx restarted (new generation); re-pushing everything", generation=generation)
         self._generation, self._acked = generation, acked
+        self._routes.forget()
 
     def needs_reconcile(self) -> bool:
         """A cheap probe the agent runs on a timer: did nginx restart since we last looked?"""
@@ -151,6 +154,8 @@ class ApiSink:
                     self._refresh()
                     self._push(upstream)
                 steps.append(("push", "ok"))
+            if self._routes.sync(desired.routing):  # after the pools they point at
+                steps.append(("routes", "ok"))
         except AdminError as exc:
             changes = tuple(change for _, change in self._plan_or_empty(desired))
             self._acked = None  # we no longer know what nginx holds: re-read next time
@@ -158,7 +163,7 @@ class ApiSink:
             steps.append(("push", "rejected" if rejected else "failed"))
             return ApplyResult("rejected" if rejected else "failed", changes, str(exc), tuple(steps))
         changes = tuple(change for _, change in plan)
-        if plan:
+        if plan or ("routes", "ok") in steps:
             self._write_snapshot()
             return ApplyResult("pushed", changes, steps=tuple(steps))
         return ApplyResult("unchanged")
