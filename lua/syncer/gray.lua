@@ -17,9 +17,10 @@
 
 local ipmatch = require "syncer.ipmatch"
 local hostmatch = require "syncer.hostmatch"
+local validate = require "syncer.validate"
 
 local ngx = ngx
-local type = type
+local type, pairs = type, pairs
 
 local _M = {}
 
@@ -32,6 +33,41 @@ local function opt_string(spec, field, pattern)
         return false, field .. " is invalid"
     end
     return true, v
+end
+
+-- every pool a stage can answer must be a plain upstream name
+local function pools_ok(c)
+    local list, n = {}, 0
+    local function add(pool)
+        if pool ~= nil then
+            n = n + 1
+            list[n] = pool
+        end
+    end
+    add(c.canary)
+    add(c.primary)
+    if c.ranges then
+        for _, fam in pairs({ c.ranges[4], c.ranges[6] }) do
+            for i = 1, fam.n do
+                add(fam.pool[i])
+            end
+        end
+    end
+    if c.hosts then
+        add(c.hosts.default)
+        for _, t in pairs({ c.hosts.exact, c.hosts.wildcard }) do
+            for _, pool in pairs(t) do
+                add(pool)
+            end
+        end
+    end
+    for i = 1, n do
+        local ok, err = validate.name(list[i])
+        if not ok then
+            return nil, err
+        end
+    end
+    return true
 end
 
 function _M.compile(spec)
@@ -70,6 +106,10 @@ function _M.compile(spec)
             return nil, "hosts: " .. err
         end
         c.hosts = m
+    end
+    local ok_pools, perr = pools_ok(c)
+    if not ok_pools then
+        return nil, perr
     end
     return c
 end

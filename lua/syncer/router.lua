@@ -16,6 +16,7 @@
 -- modes. Per request: one shared-dict read of the table's version; the table is
 -- decoded again only when that version moved.
 
+local gray = require "syncer.gray"
 local routes = require "syncer.routes"
 local state = require "syncer.state"
 local bit = require "bit"
@@ -91,6 +92,9 @@ local function load(entry, v)
             prepare(r.action)
         end
         prepare(t.default)
+        if t.gray then -- KV stages 1-4, compiled once per version (validated when stored)
+            t.gray = gray.compile(t.gray) or nil
+        end
     else
         t = false
     end
@@ -131,14 +135,25 @@ local function request_headers(list)
     end
 end
 
--- The Consul L7 stage: the first route whose conditions all hold, else the default.
-local function consul_stage(entry)
+-- The entry's table as of this request: one shared-dict read of its version.
+local function current(entry)
     local c = cache[entry]
     local v = state.dict:get("rtv:" .. entry)
     if not c or c.v ~= v then
         c = load(entry, v)
     end
-    local t = c.t
+    return c.t
+end
+
+-- KV stages 1-4 (issue 11): override header, cookie, client-address lists, Host map.
+local function gray_stage(entry)
+    local t = current(entry)
+    return t and t.gray and gray.decide(t.gray) or nil
+end
+
+-- The Consul L7 stage: the first route whose conditions all hold, else the default.
+local function consul_stage(entry)
+    local t = current(entry)
     if not t then
         return entry -- no table: the entry service's own pool
     end
@@ -175,7 +190,7 @@ local function consul_stage(entry)
 end
 
 -- Stages run in order; each returns a pool name or nil (no opinion).
-_M.stages = { consul_stage }
+_M.stages = { gray_stage, consul_stage }
 
 function _M.insert_stage(fn, position)
     table.insert(_M.stages, position or #_M.stages, fn)

@@ -14,6 +14,7 @@
 -- set of prefixes, every regex compiled here with PCRE (ngx.re, the engine that
 -- will run it), pool and header names as tokens, legs summing to 10000 units.
 
+local gray = require "syncer.gray"
 local json = require "syncer.json"
 local state = require "syncer.state"
 local validate = require "syncer.validate"
@@ -142,6 +143,12 @@ function _M.check(t)
     local ok, err = action_ok(t.default, "default")
     if not ok then
         return nil, err
+    end
+    if t.gray ~= nil then -- KV stages 1-4: compiled here once to refuse what the router could not run
+        local compiled, gerr = gray.compile(t.gray)
+        if not compiled then
+            return nil, "gray: " .. gerr
+        end
     end
     return t
 end

@@ -13,6 +13,7 @@ from typing import Any
 
 from syncer.routing import regex
 from syncer.routing.entries import HeaderMods
+from syncer.routing.kv_payload import gray_payload
 from syncer.routing.render import conditions, sticky_source
 from syncer.routing.table import Action, CompiledRoute, RouteTable
 
@@ -55,7 +56,7 @@ def table_payload(table: RouteTable) -> dict[str, Any]:
             for r in table.routes
         ],
         "default": _action(table.default),
-    }
+    } | ({"gray": gray_payload(table.gray)} if table.gray is not None else {})
 
 
 def encode(table: RouteTable) -> bytes:

@@ -191,3 +191,30 @@ def test_hostmatch_exact_longest_wildcard_default(lua: LuaRunner) -> None:
     """)
     assert got[:8] == ["api", "wild", "deep", "wild", "dflt", "dflt", "dflt", "nil"]
     assert "must start with '.'" in got[8]
+
+
+def test_gray_compile_refuses_what_the_router_could_not_run(lua: LuaRunner) -> None:
+    """Pool names, variable names and an override without a canary are checked once, at compile."""
+    errors = lua.run("""
+        local gray = require "syncer.gray"
+        local out = {}
+        for i, spec in ipairs({
+            { ranges = { {"10.0.0.1", "10.0.0.1", "web;x"} } },
+            { hosts = { exact = { ["a.test"] = "bad pool" } } },
+            { header_var = "http_X", canary = "web" },
+            { cookie_var = "cookie_a-b", canary = "web" },
+            { header_var = "http_x_canary" },
+            { canary = "web", primary = "$x" },
+            { ranges = "nope" },
+        }) do
+            local c, err = gray.compile(spec)
+            out[i] = c and "accepted" or err
+        end
+        local ok = gray.compile({ header_var = "http_x_canary", canary = "web.canary",
+            ranges = { {"10.0.0.1", "10.0.0.9", "web.pre"} }, hosts = { exact = {}, wildcard = {}, default = "web" } })
+        out[#out + 1] = ok and "accepted" or "refused"
+        return out
+    """)
+    assert errors[-1] == "accepted"
+    assert "accepted" not in errors[:-1], errors
+    assert "invalid upstream name" in errors[0]
