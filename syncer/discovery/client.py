@@ -155,3 +155,8 @@ class ConsulClient:
 
     def close(self) -> None:
         self._consul.http.session.close()
+
+    # --- config entries (traffic steering, docs/routing.md) ------------------------------
+    def config_entries(self, kind: str, index: int = 0, wait: float = 300.0) -> Answer:
+        """``GET /v1/config/<kind>``: every entry of one kind, ``[]`` when none; blocking."""
+        return self._blocking(f"/v1/config/{kind}", index, wait, [])
