@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ from typing import Literal
 import jinja2
 
 from syncer import resources
+from syncer.routing.entries import SERVICE_NAME
+from syncer.routing.names import var_suffix
 from syncer.routing.realip import CLIENT_ADDRESS_CHOICES, ClientAddress, realip_lines
 
 Mode = Literal["reload", "api"]
@@ -83,6 +86,10 @@ class ExampleOptions:
     log_phase: bool = True
     """Api mode: ``log_by_lua`` in the proxying location, so a failed final attempt counts
     towards ``max_fails`` and ``max_conns`` works. Off saves ~0.5 us of CPU per request."""
+    routing_entries: tuple[str, ...] = ()
+    """Entry services for Consul L7 routing (docs/routing.md): one server per entry on
+    ``routing_listen``, selected by Host ``<entry>`` (the first is the default server)."""
+    routing_listen: str = "127.0.0.1:8082"
     debug_headers: bool = False
     """Add ``X-Syncer-Worker`` (worker pid) and ``X-Syncer-Upstream-Addr`` to proxied
     responses: handy when checking which worker and server answered; off in production."""
@@ -185,6 +192,11 @@ def validate(mode: Mode, opts: ExampleOptions) -> None:
         raise ExampleError(f"next_upstream_tries: 0..100, got {opts.next_upstream_tries}")
     if not DURATION.fullmatch(opts.connect_timeout):
         raise ExampleError(f"connect_timeout: expected a duration like 2s, got {opts.connect_timeout!r}")
+    for entry in opts.routing_entries:
+        if not SERVICE_NAME.fullmatch(entry):
+            raise ExampleError(f"routing_entries: invalid service name {entry!r}")
+    if opts.routing_entries:
+        _check_listen(opts.routing_listen, "routing_listen", loopback_only=False)
     if opts.user is not None and not USER.fullmatch(opts.user):
         raise ExampleError(f"user: expected 'USER' or 'USER GROUP', got {opts.user!r}")
     if opts.client_address not in CLIENT_ADDRESS_CHOICES:
@@ -244,6 +256,9 @@ def render_example(mode: Mode, opts: ExampleOptions) -> str:
         log_phase=opts.log_phase,
         realip=realip_lines(opts.client_address, opts.trusted_proxies),
         proxy_protocol=opts.client_address == "proxy-protocol",
+        routing=[(entry, var_suffix(entry)) for entry in opts.routing_entries],
+        routing_listen=opts.routing_listen,
+        routing_dir=os.path.dirname(opts.upstream_conf) or ".",
     )
 
 
@@ -321,6 +336,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="CIDR",
         help="repeatable: a proxy whose X-Forwarded-For / PROXY header is believed (set_real_ip_from)",
     )
+    parser.add_argument(
+        "--routing-entry",
+        dest="routing_entries",
+        action="append",
+        metavar="SERVICE",
+        help="entry service routed by Consul's L7 entries (docs/routing.md), repeatable",
+    )
+    parser.add_argument("--routing-listen", default=d.routing_listen, help="where the routing entries listen")
 
 
 def options_from_args(args: argparse.Namespace) -> ExampleOptions:
@@ -343,6 +366,8 @@ def options_from_args(args: argparse.Namespace) -> ExampleOptions:
         user=args.user,
         client_address=args.client_address,
         trusted_proxies=tuple(args.trusted_proxies or ()),
+        routing_entries=tuple(args.routing_entries or ()),
+        routing_listen=args.routing_listen,
     )
 
 

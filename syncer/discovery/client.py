@@ -183,3 +183,8 @@ class ConsulClient:
             last_contact_ms=None,
             filtered_by_acls=raw.headers.get("X-Consul-Results-Filtered-By-ACLs", "").lower() == "true",
         )
+
+    # --- config entries (traffic steering, docs/routing.md) ------------------------------
+    def config_entries(self, kind: str, index: int = 0, wait: float = 300.0) -> Answer:
+        """``GET /v1/config/<kind>``: every entry of one kind, ``[]`` when none; blocking."""
+        return self._blocking(f"/v1/config/{kind}", index, wait, [])
