@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from syncer.routing.entries import Entry
+from syncer.routing.kv_rules import GrayRules
 
 
 @dataclass(frozen=True)
@@ -19,3 +20,25 @@ class ConfigEntriesChanged:
     ignored: tuple[str, ...]
     index: int
     at: float
+
+
+# --- KV gray rules (issue 11, docs/kv-layout.md) ---------------------------------------
+
+
+@dataclass(frozen=True)
+class KVRejection:
+    key: str
+    field: str
+    reason: str
+    kept_last_good: bool
+
+
+@dataclass(frozen=True)
+class GrayRulesChanged:
+    """The gray rules (KV) differ from the last ones delivered (or are the first).
+    ``rejections``: keys refused in this answer (each keeps its last good value, if any)."""
+
+    rules: GrayRules
+    rejections: tuple[KVRejection, ...]
+    index: int
+    at: float  # monotonic time the answer arrived

@@ -10,34 +10,16 @@ from __future__ import annotations
 import base64
 import binascii
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
 from syncer.discovery.client import Answer, ConsulClient
 from syncer.routing import kv
+from syncer.routing.events import GrayRulesChanged, KVRejection
 from syncer.routing.kv_rules import GrayRules, assemble
 
 log = structlog.get_logger("syncer.routing.kv")
-
-
-@dataclass(frozen=True)
-class KVRejection:
-    key: str
-    field: str
-    reason: str
-    kept_last_good: bool
-
-
-@dataclass(frozen=True)
-class GrayRulesChanged:
-    """The gray rules (KV) differ from the last ones delivered (or are the first)."""
-
-    rules: GrayRules
-    rejections: tuple[KVRejection, ...]
-    index: int
-    at: float  # monotonic time the answer arrived
 
 
 Parsed = kv.Override | kv.AddressList | kv.HostMap

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from syncer import resources
+from syncer.routing.events import KVRejection
 from syncer.routing.kv_payload import gray_payload
 from syncer.routing.kv_rules import GrayRules
-from syncer.routing.kv_source import KVRejection, KVSource
+from syncer.routing.kv_source import KVSource
 from syncer.routing.kv_table import gray_table
 from syncer.routing.realip import realip_lines
 from syncer.routing.render_gray import gray_var, render_gray

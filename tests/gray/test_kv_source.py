@@ -16,8 +16,9 @@ from structlog.testing import capture_logs
 from syncer.config import ConsulSettings
 from syncer.devconsul.server import DevConsul
 from syncer.discovery.client import ConsulClient
+from syncer.routing.events import GrayRulesChanged
 from syncer.routing.kv import Target
-from syncer.routing.kv_source import GrayRulesChanged, KVSource
+from syncer.routing.kv_source import KVSource
 
 
 @pytest.fixture
