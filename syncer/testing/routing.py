@@ -9,6 +9,8 @@ the same planning (``desired_state``) and the same sink.
 
 from __future__ import annotations
 
+import dataclasses
+import http.client
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,6 +27,8 @@ from syncer.nginx_example import ExampleOptions, render_example
 from syncer.planning.desired import plan
 from syncer.routing.compile import Compiled, RoutingConfig, referenced_services
 from syncer.routing.entries import KINDS, Entry
+from syncer.routing.kv import DEFAULT_PREFIX as KV_PREFIX
+from syncer.routing.kv_source import KVSource
 from syncer.routing.sources import read_entries
 from syncer.sinks.api import ApiSink
 from syncer.sinks.base import ApplyResult
@@ -138,6 +142,7 @@ class RoutingLab:
         self._good: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
         self._ignored: dict[str, dict[str, tuple[str, ...]]] = {kind: {} for kind in KINDS}
         self.session = requests.Session()
+        self.kv_source = KVSource(self.client, KV_PREFIX)
 
     def start(self) -> RoutingLab:
         self.nginx.start(wait_port=self.port)
@@ -167,6 +172,8 @@ class RoutingLab:
     def sync(self) -> ApplyResult:
         """One pass: read Consul, plan, apply; in reload mode wait for the new workers."""
         config = self.read_config()
+        kv = self.client.kv_recurse(KV_PREFIX)  # gray rules, KV stages 1-4 (docs/kv-layout.md)
+        config = dataclasses.replace(config, gray=self.kv_source.read(kv, kv.index or 0)[1].rules)
         services = self.read_services(set(self.services) | referenced_services(config))
         self.desired, self.report = plan(services, config, self.desired)
         before = {p.pid for p in self.nginx.workers()}
@@ -188,8 +195,24 @@ class RoutingLab:
         method: str = "GET",
         headers: Mapping[str, str] | None = None,
         host: str | None = None,
+        source: str | None = None,
     ) -> Reply:
         sent = {"Host": host or self.entries[0], **(headers or {})}
+        if source is not None:  # another loopback client address (gray lists): its own connection
+            return _from(source, self.port, method, path, sent)
         response = self.session.request(method, f"http://127.0.0.1:{self.port}{path}", headers=sent, timeout=5)
         backend = response.headers.get("X-Backend", str(response.status_code))
         return Reply(backend, response.status_code, response.headers)
+
+
+def _from(source: str, port: int, method: str, path: str, headers: Mapping[str, str]) -> Reply:
+    """One request from ``source`` (127.0.0.x), like a distinct client."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5, source_address=(source, 0))
+    try:
+        conn.request(method, path, headers={**headers, "Connection": "close"})
+        response = conn.getresponse()
+        response.read()
+        fields = dict(response.getheaders())
+        return Reply(fields.get("X-Backend", str(response.status)), response.status, fields)
+    finally:
+        conn.close()

@@ -103,3 +103,37 @@ ROWS: list[tuple[str, str, str, dict[str, str], str]] = [
     ("empty-canary", "GET", "/a", {}, "web.v1"),
     ("redirect", "GET", "/", {}, "legacy"),
 ]
+
+# --- KV gray stages 1-4 ahead of the routes (issue 11, docs/kv-layout.md) ----------------
+# KV values written under syncer/, on top of the "routes" scenario's entries.
+GRAY_KV: dict[str, Any] = {
+    "syncer/gray/web/override": {
+        "header": {"name": "X-Gray"}, "cookie": {"name": "gray"},
+        "target": {"service": "web", "subset": "v2"}, "primary": {"service": "web", "subset": "v1"}},
+    "syncer/gray/web/lists/testers": {
+        "target": {"service": "web", "subset": "v2"}, "addresses": ["127.0.0.2", "127.0.0.16/30"]},
+    "syncer/gray/web/lists/office": {
+        "target": {"service": "legacy"}, "priority": 200, "addresses": ["127.0.0.0/27"]},
+    "syncer/gray/web/hosts": {"hosts": {
+        "old.example.com": {"service": "legacy"}, "*.api.example.com": {"service": "api"}}},
+}  # fmt: skip
+
+# (source address, method, path, host, headers) -> pool
+GRAY_ROWS: list[tuple[str, str, str, str, dict[str, str], str]] = [
+    ("127.0.0.2", "GET", "/", "web", {}, "web.v2"),  # tester list
+    ("127.0.0.18", "GET", "/", "web", {}, "web.v2"),  # tester CIDR
+    ("127.0.0.2", "GET", "/re/abc.json", "web", {}, "web.v2"),  # list before the router
+    ("127.0.0.9", "GET", "/", "web", {}, "legacy"),  # the lower-priority office list
+    ("127.0.0.17", "GET", "/", "web", {}, "web.v2"),  # in both lists: testers first
+    ("127.0.0.40", "GET", "/re/abc.json", "web", {}, "legacy"),  # no list: the router
+    ("127.0.0.40", "GET", "/", "web", {}, "web.v1"),  # no rule at all: the resolver default
+    ("127.0.0.40", "GET", "/exact", "old.example.com", {}, "legacy"),  # host map before the router
+    ("127.0.0.40", "GET", "/exact", "x.api.example.com", {}, "api"),  # wildcard host
+    ("127.0.0.40", "GET", "/exact", "api.example.com", {}, "web.v2"),  # the bare suffix: no match, router
+    ("127.0.0.2", "GET", "/", "old.example.com", {}, "web.v2"),  # list before host map
+    ("127.0.0.40", "GET", "/", "web", {"X-Gray": "always"}, "web.v2"),  # override header
+    ("127.0.0.2", "GET", "/", "web", {"X-Gray": "never"}, "web.v1"),  # never: primary, before the list
+    ("127.0.0.40", "GET", "/exact", "web", {"Cookie": "gray=never"}, "web.v1"),  # cookie before the router
+    ("127.0.0.40", "GET", "/", "web", {"Cookie": "gray=always", "X-Gray": "never"}, "web.v1"),  # header first
+    ("127.0.0.40", "GET", "/", "web", {"X-Gray": "maybe"}, "web.v1"),  # other values fall through
+]

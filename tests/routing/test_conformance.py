@@ -15,7 +15,7 @@ import requests
 from syncer.devconsul.server import DevConsul
 from syncer.testing.consul import ConsulWriter
 from syncer.testing.routing import EchoBackends, RoutingLab
-from tests.routing.conformance import INSTANCES, POOL_BACKEND, ROWS, SCENARIOS
+from tests.routing.conformance import GRAY_KV, GRAY_ROWS, INSTANCES, POOL_BACKEND, ROWS, SCENARIOS
 from tests.stack import BOTH_MODES
 
 ORDER = {"service-router": 0, "service-splitter": 1, "service-resolver": 2, "service-defaults": 3}
@@ -101,3 +101,18 @@ def test_bad_entry_keeps_the_last_good_routing(lab: RoutingLab) -> None:
     ]
     assert lab.request("/exact").backend == "v2a"
     assert lab.request("/aaaa").backend == "v1a"
+
+
+@pytest.mark.parametrize("lab", BOTH_MODES, indirect=True)
+def test_conformance_gray_stages(lab: RoutingLab) -> None:
+    """KV stages 1-4 (override header, cookie, address lists, Host map) ahead of the routes,
+    requests from distinct loopback source addresses (docs/kv-layout.md)."""
+    for key, value in GRAY_KV.items():
+        requests.put(f"{lab.consul_url}/v1/kv/{key}", json=value, timeout=5).raise_for_status()
+    apply(lab, SCENARIOS["routes"])
+    failures = []
+    for source, method, path, host, headers, pool in GRAY_ROWS:
+        got = lab.request(path, method, headers, host=host, source=source).backend
+        if got != POOL_BACKEND[pool]:
+            failures.append(f"{source} {method} {host}{path} {headers} -> {got}, want {pool}")
+    assert not failures, "\n".join(failures)
