@@ -36,8 +36,9 @@ class Steering:
         *,
         kv_prefix: str = DEFAULT_PREFIX,
         allow_hostnames: bool = True,
+        token: str | None = None,
     ) -> None:
-        self.client = ConsulClient(ConsulSettings(address=consul_address))
+        self.client = ConsulClient(ConsulSettings(address=consul_address, token=token))
         self.sink = sink
         self.services = sorted(set(services))
         self._rules = Rules(allow_hostnames=allow_hostnames)

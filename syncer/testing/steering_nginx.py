@@ -45,6 +45,7 @@ class SteeredNginx:
     entry: str = "web"
     trusted: tuple[str, ...] = ("127.0.0.5",)
     workers: int = 2
+    consul_token: str | None = None  # syncer's own (read) token when Consul has ACLs on
     port: int = field(default_factory=free_port)  # the entry's routing server
     options: ExampleOptions = field(init=False)
     nginx: NginxProcess = field(init=False)
@@ -82,7 +83,11 @@ class SteeredNginx:
             # the upstream blocks the main server names must exist before the first sync
             (conf_dir / "upstreams.conf").write_text(f"upstream {self.entry} {{ server 127.0.0.1:9 down; }}\n")
         self.steering = Steering(
-            self.consul_address, self._sink(), self.services, allow_hostnames=self.mode == "reload"
+            self.consul_address,
+            self._sink(),
+            self.services,
+            allow_hostnames=self.mode == "reload",
+            token=self.consul_token,
         )
 
     def _sink(self) -> Sink:
