@@ -2,15 +2,18 @@
 -- address ranges and a binary search, so 10,000 CIDRs cost ~14 comparisons.
 --
 -- syncer flattens the lists (precedence, overlaps) before it pushes them, so this
--- module only checks that the ranges are sorted and disjoint, converts them once
--- per version into comparable keys, and looks a client up:
+-- module only checks that the ranges are sorted and disjoint (once per version)
+-- and looks a client up:
 --
---   local m, err = ipmatch.compile({ {"10.0.0.0", "10.0.0.255", "web.pre"}, ... })
+--   local m, err = ipmatch.compile({ {4, 167772160, 167772415, "web.pre"},
+--                                    {6, "20010db8000000000000000000000000",
+--                                        "20010db8ffffffffffffffffffffffff", "web.pre"} })
 --   local pool = ipmatch.lookup(m, ngx.var.remote_addr)   -- nil: no list names it
 --
--- Keys: IPv4 as a number (exact in a double); IPv6 as 32 lowercase hex digits, so
--- plain string comparison is numeric order. An IPv4-mapped IPv6 client
--- (::ffff:a.b.c.d) is looked up as IPv4, as nginx's geo does.
+-- Keys, as pushed and as compared: IPv4 as a number (exact in a double); IPv6 as 32
+-- lowercase hex digits, so plain string comparison is numeric order. A client's
+-- address is parsed into the same key; an IPv4-mapped IPv6 client (::ffff:a.b.c.d)
+-- is looked up as IPv4, as nginx's geo does.
 
 local tonumber, type, floor = tonumber, type, math.floor
 local byte, sub, find, format, gmatch = string.byte, string.sub, string.find, string.format, string.gmatch
@@ -122,6 +125,13 @@ local function key_of(addr)
 end
 _M.key_of = key_of
 
+local function key_ok(family, v)
+    if family == 4 then
+        return type(v) == "number" and v >= 0 and v <= 4294967295 and v == floor(v)
+    end
+    return type(v) == "string" and #v == 32 and not find(v, "[^0-9a-f]")
+end
+
 function _M.compile(ranges)
     if type(ranges) ~= "table" then
         return nil, "ranges must be an array"
@@ -134,24 +144,21 @@ function _M.compile(ranges)
         [6] = { first = {}, last = {}, pool = {}, n = 0 },
     }
     for i, r in ipairs(ranges) do
-        if type(r) ~= "table" or type(r[1]) ~= "string" or type(r[2]) ~= "string" or type(r[3]) ~= "string"
-            or r[3] == "" then
-            return nil, "range " .. i .. " must be [first, last, pool]"
+        local family = type(r) == "table" and r[1]
+        local t = (family == 4 or family == 6) and m[family]
+        if not t or not key_ok(family, r[2]) or not key_ok(family, r[3]) or type(r[4]) ~= "string"
+            or r[4] == "" then
+            return nil, "range " .. i .. " must be [4, first, last, pool] (integers) or [6, hex32, hex32, pool]"
         end
-        local fam1, first = key_of(r[1])
-        local fam2, last = key_of(r[2])
-        if not fam1 or fam1 ~= fam2 or (fam1 == 6 and find(r[1], ".", 1, true)) then
-            return nil, "range " .. i .. ": " .. r[1] .. " - " .. r[2] .. " are not two addresses of one family"
-        end
+        local first, last = r[2], r[3]
         if first > last then
             return nil, "range " .. i .. ": first address above the last"
         end
-        local t = m[fam1]
         if t.n > 0 and first <= t.last[t.n] then
-            return nil, "range " .. i .. " (" .. r[1] .. ") is not above the previous one: ranges must be sorted and disjoint"
+            return nil, "range " .. i .. " is not above the previous one: ranges must be sorted and disjoint"
         end
         t.n = t.n + 1
-        t.first[t.n], t.last[t.n], t.pool[t.n] = first, last, r[3]
+        t.first[t.n], t.last[t.n], t.pool[t.n] = first, last, r[4]
     end
     return m
 end

@@ -16,7 +16,6 @@ docs/kv-layout.md has the JSON Schema of each value and curl examples.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 from collections.abc import Mapping
@@ -24,8 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from syncer import validate
-
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+from syncer.routing.kv_net import Net, parse_network
 
 DEFAULT_PREFIX = "syncer/"
 MAX_LIST_ENTRIES = 10_000
@@ -89,7 +87,7 @@ class AddressList:
     name: str
     target: Target
     priority: int  # lower first; ties by name
-    networks: tuple[IPNetwork, ...]  # as given, normalized (host bits must be zero)
+    networks: tuple[Net, ...]  # as given, normalized (host bits must be zero)
 
 
 @dataclass(frozen=True)
@@ -213,18 +211,13 @@ def parse_override(key: str, obj: Mapping[str, Any]) -> Override:
     return Override(canary, primary, header, cookie)
 
 
-def _network(key: str, field: str, value: object) -> IPNetwork:
+def _network(key: str, field: str, value: object) -> Net:
     if not isinstance(value, str) or not value or len(value) > 64:
         raise KVInvalid(key, field, f"{value!r} must be an IPv4/IPv6 address or CIDR string")
     try:
-        network = ipaddress.ip_network(value, strict=True)
+        return parse_network(value)
     except ValueError as exc:
         raise KVInvalid(key, field, f"{value!r} is not an address or CIDR: {exc}") from None
-    if isinstance(network, ipaddress.IPv6Network) and network.network_address.ipv4_mapped is not None:
-        raise KVInvalid(key, field, f"{value!r}: write IPv4-mapped addresses as IPv4")
-    if "%" in value:
-        raise KVInvalid(key, field, f"{value!r}: zone ids are not supported")
-    return network
 
 
 def parse_list(key: str, name: str, obj: Mapping[str, Any]) -> AddressList:

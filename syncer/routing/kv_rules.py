@@ -9,11 +9,12 @@ disagree about a client.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from syncer.routing.kv import AddressList, HostMap, Override, Target
+from syncer.routing.kv_net import cidrs, parse_address, text
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,7 @@ def assemble(
     return GrayRules(tuple(entries))
 
 
-@dataclass(frozen=True, order=True)
-class Range:
+class Range(NamedTuple):
     """Addresses ``first``..``last`` (inclusive, as integers) of one family go to ``target``."""
 
     version: int  # 4 or 6
@@ -72,13 +72,10 @@ class Range:
     target: Target
 
     def text(self) -> tuple[str, str]:
-        make = ipaddress.IPv4Address if self.version == 4 else ipaddress.IPv6Address
-        return str(make(self.first)), str(make(self.last))
+        return text(self.version, self.first), text(self.version, self.last)
 
     def cidrs(self) -> list[str]:
-        first, last = self.text()
-        make = ipaddress.IPv4Address if self.version == 4 else ipaddress.IPv6Address
-        return [str(n) for n in ipaddress.summarize_address_range(make(first), make(last))]
+        return cidrs(self.version, self.first, self.last)
 
 
 Interval = tuple[int, int]
@@ -113,15 +110,36 @@ def _subtract(wanted: list[Interval], taken: list[Interval]) -> list[Interval]:
     return out
 
 
+_CACHE: dict[tuple[int, int], tuple[tuple[AddressList, ...], tuple[Range, ...]]] = {}
+_CACHE_SIZE = 32
+
+
 def address_ranges(lists: Iterable[AddressList], version: int) -> tuple[Range, ...]:
-    """The lists of one entry as sorted, disjoint ranges of one IP version."""
+    """The lists of one entry as sorted, disjoint ranges of one IP version.
+
+    Planning runs on every health change too; the same (unchanged) lists are flattened
+    once: the result is kept per identity of the lists tuple (kept alive by the cache).
+    """
+    lists = tuple(lists)
+    key = (id(lists), version)
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0] is lists:
+        return hit[1]
+    result = _flatten(lists, version)
+    if len(_CACHE) >= _CACHE_SIZE:
+        _CACHE.pop(next(iter(_CACHE)))
+    _CACHE[key] = (lists, result)
+    return result
+
+
+def _flatten(lists: tuple[AddressList, ...], version: int) -> tuple[Range, ...]:
     claimed: list[Interval] = []
     pieces: list[Range] = []
     for lst in lists:
-        mine = _merge((int(n.network_address), int(n.broadcast_address)) for n in lst.networks if n.version == version)
+        mine = _merge((n.first, n.last) for n in lst.networks if n.version == version)
         pieces.extend(Range(version, a, b, lst.target) for a, b in _subtract(mine, claimed))
         claimed = _merge(claimed + mine)
-    pieces.sort()
+    pieces.sort(key=lambda r: r.first)
     joined: list[Range] = []
     for piece in pieces:  # neighbours with the same target become one range
         if joined and joined[-1].target == piece.target and joined[-1].last + 1 == piece.first:
@@ -133,11 +151,11 @@ def address_ranges(lists: Iterable[AddressList], version: int) -> tuple[Range, .
 
 def lookup(ranges: tuple[Range, ...], address: str) -> Target | None:
     """Reference lookup (tests, previews): what a client address gets from these ranges."""
-    ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped  # nginx's geo and the Lua matcher both treat ::ffff:a.b.c.d as IPv4
-    value = int(ip)
+    parsed = parse_address(address)
+    if parsed is None:
+        return None
+    version, value = parsed
     for r in ranges:
-        if r.version == ip.version and r.first <= value <= r.last:
+        if r.version == version and r.first <= value <= r.last:
             return r.target
     return None

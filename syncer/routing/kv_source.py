@@ -35,6 +35,8 @@ class KVSource:
         self._good: dict[str, tuple[kv.KeyKind, Parsed]] = {}  # last good value per key
         self._refused_at: dict[str, int] = {}  # key -> ModifyIndex already logged
         self._warned_acl = False
+        self._parsed_at: dict[str, int] = {}  # key -> ModifyIndex whose value is in _good
+        self._rejected: dict[str, KVRejection] = {}  # key -> its latest refusal
 
     def fetch(self, index: int, wait: float) -> Answer:
         return self._client.kv_recurse(self.prefix, index=index, wait=wait)
@@ -58,16 +60,22 @@ class KVSource:
                 continue
             key: str = item["Key"]
             seen.add(key)
+            modify = item.get("ModifyIndex")
+            if isinstance(modify, int) and modify in (self._parsed_at.get(key), self._refused_at.get(key)):
+                continue  # unchanged since the last answer: its good value (or refusal) stands
             try:
                 kind = kv.classify(key, self.prefix)
                 if kind is None:
                     continue
                 self._good[key] = (kind, _parse(key, kind, _value(key, item.get("Value"))))
                 self._refused_at.pop(key, None)
+                self._rejected.pop(key, None)
+                if isinstance(modify, int):
+                    self._parsed_at[key] = modify
             except kv.KVInvalid as exc:
                 kept = key in self._good
                 rejections.append(KVRejection(key, exc.field, exc.reason, kept))
-                modify = item.get("ModifyIndex")
+                self._rejected[key] = rejections[-1]
                 if self._refused_at.get(key) != modify:
                     self._refused_at[key] = modify if isinstance(modify, int) else -1
                     log.warning(
@@ -77,10 +85,12 @@ class KVSource:
                         reason=exc.reason,
                         kept="last good value" if kept else "nothing (no good value yet)",
                     )
-        for gone in set(self._good) - seen:
-            del self._good[gone]
-        for gone in set(self._refused_at) - seen:
-            del self._refused_at[gone]
+        for table in (self._good, self._refused_at, self._parsed_at, self._rejected):
+            for gone in set(table) - seen:
+                del table[gone]
+        # a refused key that did not change is still refused: report it on every answer
+        fresh = {r.key for r in rejections}
+        rejections.extend(r for k, r in sorted(self._rejected.items()) if k not in fresh and k in self._refused_at)
         return tuple(rejections)
 
     def rules(self) -> GrayRules:

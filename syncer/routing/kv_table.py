@@ -9,31 +9,28 @@ and neighbours that resolved to one pool merge.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from syncer.routing.kv import Target
+from syncer.routing.kv_net import cidrs, text
 from syncer.routing.kv_rules import EntryRules, address_ranges
 
 PoolOf = Callable[[Target], str]
 
 
-@dataclass(frozen=True, order=True)
-class PoolRange:
+class PoolRange(NamedTuple):
     version: int
     first: int
     last: int
     pool: str
 
     def text(self) -> tuple[str, str]:
-        make = ipaddress.IPv4Address if self.version == 4 else ipaddress.IPv6Address
-        return str(make(self.first)), str(make(self.last))
+        return text(self.version, self.first), text(self.version, self.last)
 
     def cidrs(self) -> list[str]:
-        first, last = self.text()
-        make = ipaddress.IPv4Address if self.version == 4 else ipaddress.IPv6Address
-        return [str(n) for n in ipaddress.summarize_address_range(make(first), make(last))]
+        return cidrs(self.version, self.first, self.last)
 
 
 @dataclass(frozen=True)
@@ -64,25 +61,40 @@ def default_pool(target: Target) -> str:
 
 
 def gray_table(rules: EntryRules, pool_of: PoolOf = default_pool) -> GrayTable:
-    ranges: list[PoolRange] = []
-    for version in (4, 6):
-        for r in address_ranges(rules.lists, version):
-            pool = pool_of(r.target)
-            if ranges and ranges[-1].version == version and ranges[-1].pool == pool and ranges[-1].last + 1 == r.first:
-                ranges[-1] = PoolRange(version, ranges[-1].first, r.last, pool)
-            else:
-                ranges.append(PoolRange(version, r.first, r.last, pool))
+    pools: dict[Target, str] = {}
+
+    def resolve(target: Target) -> str:
+        if target not in pools:  # a handful of targets, thousands of ranges
+            pools[target] = pool_of(target)
+        return pools[target]
+
     override = rules.override
     hosts = rules.hosts
     return GrayTable(
         entry=rules.entry,
         header_var=override.header_var if override else None,
         cookie_var=override.cookie_var if override else None,
-        canary=pool_of(override.target) if override else None,
-        primary=pool_of(override.primary) if override and override.primary else None,
-        ranges=tuple(ranges),
-        exact=tuple((name, pool_of(t)) for name, t in hosts.exact) if hosts else (),
-        wildcard=tuple((suffix, pool_of(t)) for suffix, t in hosts.wildcard) if hosts else (),
-        host_default=pool_of(hosts.default) if hosts and hosts.default else None,
+        canary=resolve(override.target) if override else None,
+        primary=resolve(override.primary) if override and override.primary else None,
+        ranges=_pool_ranges(rules, resolve),
+        exact=tuple((name, resolve(t)) for name, t in hosts.exact) if hosts else (),
+        wildcard=tuple((suffix, resolve(t)) for suffix, t in hosts.wildcard) if hosts else (),
+        host_default=resolve(hosts.default) if hosts and hosts.default else None,
         has_hosts=hosts is not None,
     )
+
+
+def _pool_ranges(rules: EntryRules, resolve: Callable[[Target], str]) -> tuple[PoolRange, ...]:
+    # every range's target is one of its list's Target objects: map them by identity
+    # (hashing a dataclass per range would cost more than the rest of this loop)
+    pool_by_id = {id(lst.target): resolve(lst.target) for lst in rules.lists}
+    ranges: list[PoolRange] = []
+    for version in (4, 6):
+        for r in address_ranges(rules.lists, version):
+            pool = pool_by_id[id(r.target)]
+            last = ranges[-1] if ranges else None
+            if last is not None and last.version == version and last.pool == pool and last.last + 1 == r.first:
+                ranges[-1] = PoolRange(version, last.first, r.last, pool)
+            else:
+                ranges.append(PoolRange(version, r.first, r.last, pool))
+    return tuple(ranges)

@@ -16,6 +16,7 @@ from typing import Literal
 from syncer import resources
 from syncer.config import ApiSettings, ReloadSettings
 from syncer.nginx_example import ExampleOptions, render_example
+from syncer.routing.kv import DEFAULT_PREFIX
 from syncer.sinks.api import ApiSink
 from syncer.sinks.base import Sink
 from syncer.sinks.reload import ReloadSink
@@ -46,6 +47,7 @@ class SteeredNginx:
     trusted: tuple[str, ...] = ("127.0.0.5",)
     workers: int = 2
     consul_token: str | None = None  # syncer's own (read) token when Consul has ACLs on
+    kv_prefix: str = DEFAULT_PREFIX
     port: int = field(default_factory=free_port)  # the entry's routing server
     options: ExampleOptions = field(init=False)
     nginx: NginxProcess = field(init=False)
@@ -88,6 +90,7 @@ class SteeredNginx:
             self.services,
             allow_hostnames=self.mode == "reload",
             token=self.consul_token,
+            kv_prefix=self.kv_prefix,
         )
 
     def _sink(self) -> Sink:

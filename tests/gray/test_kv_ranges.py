@@ -6,10 +6,12 @@ import ipaddress
 import itertools
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from syncer.routing.kv import AddressList, Target
+from syncer.routing.kv_net import cidrs, parse_network
 from syncer.routing.kv_rules import EntryRules, address_ranges, lookup
 from syncer.routing.kv_table import gray_table
 
@@ -17,7 +19,7 @@ PRE, OFFICE, OTHER = Target("web", "pre"), Target("web", "office"), Target("web"
 
 
 def lst(name: str, target: Target, *cidrs: str, priority: int = 100) -> AddressList:
-    return AddressList(name, target, priority, tuple(ipaddress.ip_network(c) for c in cidrs))
+    return AddressList(name, target, priority, tuple(parse_network(c) for c in cidrs))
 
 
 def test_first_list_wins_an_overlap_and_the_rest_is_kept() -> None:
@@ -43,7 +45,7 @@ def test_neighbours_of_one_target_merge_and_families_split() -> None:
 def _brute(lists: list[AddressList], address: str) -> Target | None:
     ip = ipaddress.ip_address(address)
     for one in lists:
-        if any(ip in n for n in one.networks if n.version == ip.version):
+        if any(n.first <= int(ip) <= n.last for n in one.networks if n.version == ip.version):
             return one.target
     return None
 
@@ -80,3 +82,21 @@ def test_gray_table_resolves_targets_and_merges_neighbours_of_one_pool() -> None
         (("::1", "::1"), "web.v2"),
     ]
     assert same.pools() == {"web.v2"}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(0, 2**16))
+def test_cidrs_cover_a_range_exactly_and_agree_with_ipaddress(first: int, span: int) -> None:
+    last = min(first + span, 2**32 - 1)
+    expected = ipaddress.summarize_address_range(ipaddress.IPv4Address(first), ipaddress.IPv4Address(last))
+    assert cidrs(4, first, last) == [str(n) for n in expected]
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [("10.0.0.1/33", "prefix length"), ("10.0.0.1/8", "host bits"), ("::ffff:1.2.3.4", "IPv4-mapped"),
+     ("1.2.3", "not an IPv4"), ("fe80::1%eth0", "zone"), ("10.0.0.0/", "prefix length"), ("::/-1", "prefix")],
+)  # fmt: skip
+def test_parse_network_refusals(value: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        parse_network(value)

@@ -10,7 +10,10 @@ from collections.abc import Iterator
 import pytest
 
 from syncer.routing.kv import AddressList, Target
-from syncer.routing.kv_rules import address_ranges, lookup
+from syncer.routing.kv_net import Net, parse_network
+from syncer.routing.kv_payload import gray_payload
+from syncer.routing.kv_rules import EntryRules, address_ranges, lookup
+from syncer.routing.kv_table import gray_table
 from tests.endpoint.helpers import NEEDS_NGINX
 from tests.endpoint.test_lua_units import LuaRunner
 
@@ -73,17 +76,21 @@ def test_parse4_refuses_malformed(lua: LuaRunner, address: str) -> None:
     assert lua.run(f'return require("syncer.ipmatch").parse4("{address}") or "nil"') == "nil"
 
 
+def net(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> Net:
+    return parse_network(str(network))
+
+
 def _random_lists(rng: random.Random, count: int) -> list[AddressList]:
     """``count`` random IPv4 /24-/32 and IPv6 /48-/128 networks over three lists."""
     lists = []
     for i, target in enumerate([Target("web", "pre"), Target("web", "office"), Target("web", "x")]):
-        nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        nets: list[Net] = []
         for _ in range(count // 3):
             if rng.random() < 0.7:
-                nets.append(ipaddress.ip_network((rng.getrandbits(32), rng.choice([24, 28, 32])), strict=False))
+                nets.append(net(ipaddress.ip_network((rng.getrandbits(32), rng.choice([24, 28, 32])), strict=False)))
             else:
                 base = (0x20010DB8 << 96) | rng.getrandbits(96)
-                nets.append(ipaddress.ip_network((base, rng.choice([48, 64, 128])), strict=False))
+                nets.append(net(ipaddress.ip_network((base, rng.choice([48, 64, 128])), strict=False)))
         lists.append(AddressList(f"l{i}", target, i, tuple(nets)))
     return lists
 
@@ -99,7 +106,8 @@ def test_lookup_agrees_with_python_on_10000_entries(lua: LuaRunner) -> None:
         make = ipaddress.IPv4Address if r.version == 4 else ipaddress.IPv6Address
         probes += [str(make(first)), str(make(last)), str(make(max(first - 1, 0))), str(make(rng.randint(first, last)))]
     probes += ["::ffff:" + p for p in probes[:50] if ":" not in p]
-    payload = json.dumps({"ranges": [[*r.text(), r.target.pool] for r in ranges], "probes": probes})
+    wire = gray_payload(gray_table(EntryRules("web", lists=tuple(lists))))["ranges"]
+    payload = json.dumps({"ranges": wire, "probes": probes})
     got = lua.run(f"""
         local ipmatch = require "syncer.ipmatch"
         local spec = require("syncer.json").decode([==[{payload}]==])
@@ -120,11 +128,7 @@ def test_lookup_cost_does_not_grow_linearly(lua: LuaRunner) -> None:
             local ranges = {}
             for i = 1, n do
                 local a = 10 * 16777216 + i * 256
-                local function txt(v)
-                    return string.format("%d.%d.%d.%d", math.floor(v / 16777216) % 256,
-                        math.floor(v / 65536) % 256, math.floor(v / 256) % 256, v % 256)
-                end
-                ranges[i] = { txt(a), txt(a + 15), "p" }
+                ranges[i] = { 4, a, a + 15, "p" }
             end
             return assert(ipmatch.compile(ranges))
         end
@@ -151,13 +155,18 @@ def test_compile_refuses_unsorted_overlapping_and_mixed(lua: LuaRunner) -> None:
     errors = lua.run("""
         local ipmatch = require "syncer.ipmatch"
         local out = {}
+        local h = string.rep("0", 31)
         for i, ranges in ipairs({
-            { {"10.0.0.5", "10.0.0.9", "p"}, {"10.0.0.9", "10.0.0.20", "q"} },
-            { {"10.0.0.5", "10.0.0.1", "p"} },
-            { {"10.0.0.1", "::1", "p"} },
-            { {"10.0.0.1", "10.0.0.2", ""} },
-            { {"nope", "10.0.0.2", "p"} },
+            { {4, 5, 9, "p"}, {4, 9, 20, "q"} },
+            { {4, 5, 1, "p"} },
+            { {4, 1, h .. "1", "p"} },
+            { {4, 1, 2, ""} },
+            { {6, "nope", h .. "2", "p"} },
             { "x" },
+            { {4, 1.5, 2, "p"} },
+            { {4, 1, 4294967296, "p"} },
+            { {6, string.upper("abcdef" .. string.rep("0", 26)), "ff" .. string.rep("0", 30), "p"} },
+            { {5, 1, 2, "p"} },
         }) do
             local m, err = ipmatch.compile(ranges)
             out[i] = m and "accepted" or err
@@ -167,7 +176,7 @@ def test_compile_refuses_unsorted_overlapping_and_mixed(lua: LuaRunner) -> None:
     assert "accepted" not in errors
     assert "sorted and disjoint" in errors[0]
     assert "above the last" in errors[1]
-    assert "one family" in errors[2]
+    assert all("must be [4, first, last, pool]" in e for e in errors[2:]), errors
 
 
 def test_hostmatch_exact_longest_wildcard_default(lua: LuaRunner) -> None:
@@ -199,7 +208,7 @@ def test_gray_compile_refuses_what_the_router_could_not_run(lua: LuaRunner) -> N
         local gray = require "syncer.gray"
         local out = {}
         for i, spec in ipairs({
-            { ranges = { {"10.0.0.1", "10.0.0.1", "web;x"} } },
+            { ranges = { {4, 1, 1, "web;x"} } },
             { hosts = { exact = { ["a.test"] = "bad pool" } } },
             { header_var = "http_X", canary = "web" },
             { cookie_var = "cookie_a-b", canary = "web" },
@@ -211,7 +220,7 @@ def test_gray_compile_refuses_what_the_router_could_not_run(lua: LuaRunner) -> N
             out[i] = c and "accepted" or err
         end
         local ok = gray.compile({ header_var = "http_x_canary", canary = "web.canary",
-            ranges = { {"10.0.0.1", "10.0.0.9", "web.pre"} }, hosts = { exact = {}, wildcard = {}, default = "web" } })
+            ranges = { {4, 1, 9, "web.pre"} }, hosts = { exact = {}, wildcard = {}, default = "web" } })
         out[#out + 1] = ok and "accepted" or "refused"
         return out
     """)
