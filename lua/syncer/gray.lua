@@ -6,8 +6,8 @@
 -- decide() returns a pool name, or nil when Consul's chain (stages 5-7) decides.
 -- Header and cookie are read through ngx.var ($http_x_canary, $cookie_name), the
 -- very variables reload mode's maps read, so both modes see the same value (the
--- first header of that name). The client address is $remote_addr, i.e. what the
--- realip module left there.
+-- first header of that name). The client address is $binary_remote_addr, i.e.
+-- what the realip module left there (the same address geo reads).
 --
 -- spec (JSON pushed by syncer, built by syncer/routing/kv_payload.py):
 --   { "header_var": "http_x_canary"?, "cookie_var": "cookie_canary"?,
@@ -141,7 +141,7 @@ function _M.decide(c)
         end
     end
     if c.ranges then
-        pool = ipmatch.lookup(c.ranges, ngx.var.remote_addr)
+        pool = ipmatch.lookup_binary(c.ranges, ngx.var.binary_remote_addr)
         if pool then
             return pool
         end

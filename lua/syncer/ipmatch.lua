@@ -193,6 +193,28 @@ function _M.lookup(m, addr)
     return search(t, key)
 end
 
+local HEX16 = string.rep("%02x", 16)
+local MAPPED_BIN = string.rep("\0", 10) .. "\255\255"
+
+-- The same lookup from $binary_remote_addr (4 or 16 bytes, realip applied): no text
+-- to parse on the request path.
+function _M.lookup_binary(m, bin)
+    local key, t
+    local len = bin and #bin
+    if len == 4 or (len == 16 and sub(bin, 1, 12) == MAPPED_BIN) then
+        local b1, b2, b3, b4 = byte(bin, len - 3, len)
+        key, t = ((b1 * 256 + b2) * 256 + b3) * 256 + b4, m[4]
+    elseif len == 16 then
+        key, t = format(HEX16, byte(bin, 1, 16)), m[6]
+    else
+        return nil -- a unix socket peer has no address
+    end
+    if t.n == 0 then
+        return nil
+    end
+    return search(t, key)
+end
+
 function _M.size(m)
     return m[4].n + m[6].n
 end

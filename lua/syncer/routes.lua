@@ -176,9 +176,11 @@ function _M.version(entry)
     return state.dict:get("rtv:" .. entry)
 end
 
-local function store(entry, t)
+-- ``raw``: the validated request body as sent; storing it as is spares re-encoding a
+-- large table (a 10,000-entry gray list is ~0.5 MB: ~40 ms in the Lua encoder)
+local function store(entry, t, raw)
     local dict = state.dict
-    local body = json.encode(t)
+    local body = raw or json.encode(t)
     if dict:get("rt:" .. entry) == body then
         return dict:get("rtv:" .. entry)
     end
@@ -248,7 +250,7 @@ function _M.serve(api, method, uri)
         if not t then
             return api.err(400, 'routes for "' .. entry .. '": ' .. verr)
         end
-        local v, serr = store(entry, t)
+        local v, serr = store(entry, t, body)
         if not v then
             return api.err(500, "cannot store routes: " .. tostring(serr))
         end

@@ -107,13 +107,18 @@ def test_lookup_agrees_with_python_on_10000_entries(lua: LuaRunner) -> None:
         probes += [str(make(first)), str(make(last)), str(make(max(first - 1, 0))), str(make(rng.randint(first, last)))]
     probes += ["::ffff:" + p for p in probes[:50] if ":" not in p]
     wire = gray_payload(gray_table(EntryRules("web", lists=tuple(lists))))["ranges"]
-    payload = json.dumps({"ranges": wire, "probes": probes})
+    packed = [ipaddress.ip_address(p).packed.hex() for p in probes]  # $binary_remote_addr's bytes
+    payload = json.dumps({"ranges": wire, "probes": probes, "packed": packed})
     got = lua.run(f"""
         local ipmatch = require "syncer.ipmatch"
         local spec = require("syncer.json").decode([==[{payload}]==])
         local m = assert(ipmatch.compile(spec.ranges))
         local out = {{}}
-        for i, p in ipairs(spec.probes) do out[i] = ipmatch.lookup(m, p) or "" end
+        for i, p in ipairs(spec.probes) do
+            local bin = spec.packed[i]:gsub("..", function(x) return string.char(tonumber(x, 16)) end)
+            local text, binary = ipmatch.lookup(m, p) or "", ipmatch.lookup_binary(m, bin) or ""
+            out[i] = text == binary and text or ("text " .. text .. " binary " .. binary)
+        end
         return out
     """)
     expected = [(t.pool if (t := lookup(ranges, p)) else "") for p in probes]
