@@ -71,6 +71,7 @@ class ConsulSettings:
 class ServiceSelection:
     names: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()  # every service carrying any of these tags
+    routing: bool = False  # follow Consul's service-router/-splitter/-resolver (docs/routing.md)
 
 
 @dataclass(frozen=True)
@@ -319,7 +320,7 @@ _CONSUL: dict[str, Parser] = {
     "connect_timeout": lambda k, v: _positive(k, v, high=300),
     "once_timeout": lambda k, v: _positive(k, v, high=3600),
 }
-_SERVICES: dict[str, Parser] = {"names": _names, "tags": _tags}
+_SERVICES: dict[str, Parser] = {"names": _names, "tags": _tags, "routing": _boolean}
 _RELOAD: dict[str, Parser] = {
     "output": _path,
     "template": _path,
