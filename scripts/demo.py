@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import requests
+from demo_routing import SCENARIOS  # scripts/demo_routing.py, beside this file
 
 from syncer.devconsul.server import DevConsul
 from syncer.testing.backends import BackendFarm
@@ -59,7 +60,13 @@ def main() -> int:
     parser.add_argument("--mode", choices=("reload", "api"), default="reload")
     parser.add_argument("--workdir", type=Path, default=ROOT / "run" / "demo")
     parser.add_argument("--keep", action="store_true", help="leave everything running until Ctrl-C")
+    parser.add_argument("--scenario", choices=["basic", *SCENARIOS], default="basic",
+                        help="a traffic-steering story from the seeds (scripts/demo_routing.py)")  # fmt: skip
     args = parser.parse_args()
+    if args.scenario != "basic":
+        work_root: Path = args.workdir / f"scenario-{args.scenario}"
+        shutil.rmtree(work_root, ignore_errors=True)
+        return SCENARIOS[args.scenario](args.mode, work_root / args.mode, args.keep)
     mode: str = args.mode
     work: Path = args.workdir / mode
     shutil.rmtree(work, ignore_errors=True)
