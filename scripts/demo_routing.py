@@ -172,7 +172,10 @@ def scenario_003(mode: Mode, work: Path, keep: bool) -> int:
         for percent in (0, 10, 50, 100):
             current = requests.get(f"{demo.consul}/v1/config/service-splitter/{ENTRY}", timeout=5)
             index = current.json()["ModifyIndex"] if current.status_code == 200 else 0
-            splits: list[dict[str, Any]] = [{"Weight": 100 - percent, "ServiceSubset": "old"}, {"Weight": percent, "ServiceSubset": "new"}]
+            splits: list[dict[str, Any]] = [
+                {"Weight": 100 - percent, "ServiceSubset": "old"},
+                {"Weight": percent, "ServiceSubset": "new"},
+            ]
             entry = {"Kind": "service-splitter", "Name": ENTRY, "Splits": [s for s in splits if s["Weight"]]}
             assert put_entry(demo.consul, entry, cas=index), "someone else changed the splitter"
             say(f"service-splitter (?cas={index}): old {100 - percent} %, new {percent} %")
