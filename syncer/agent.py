@@ -1,8 +1,11 @@
-"""The long-running agent: watches feed a store, planning decides, one sink applies.
+"""The long-running agent: the Watcher feeds events, the Store decides, one sink applies.
 
-Threads: one per watch (each a blocking query, capped by a shared connection gate) and
-this main loop, which alone touches the store and the sink. Signal handlers only set
-flags and wake the loop (patroni's habit); the loop acts on them.
+Threads: the Watcher's (two change detectors, a fixed pool of readers, timers, a liveness
+probe; see discovery/watcher.py), one applier that alone touches the sink, and this main
+loop, which alone touches the Store. The loop never blocks on Consul or nginx: an apply
+runs on the applier and reports back as an event, so signals, the watchdog and new
+changes are handled while nginx -t runs. Signal handlers only set flags and wake the loop
+(patroni's habit); the loop acts on them.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -22,33 +25,25 @@ import structlog
 from syncer import config
 from syncer.config import Settings
 from syncer.discovery.client import ConsulClient
-from syncer.discovery.events import (
-    CatalogChanged,
-    ConfirmRead,
-    Event,
-    ServiceChanged,
-    WatchFailed,
-    WatchRecovered,
-)
-from syncer.discovery.normalize import Rejection, Rules, health_entries
-from syncer.discovery.sources import CatalogSource, HealthSource, Source
-from syncer.discovery.watch import Watch, WatchOptions, check_trust
+from syncer.discovery.events import Event
+from syncer.discovery.normalize import Rejection, Rules
+from syncer.discovery.watcher import Watcher, WatcherOptions
 from syncer.health import HealthState, Verdict
 from syncer.metrics import Metrics
-from syncer.model import Server, rendered_view
+from syncer.model import Desired
 from syncer.observe import StatusServer
+from syncer.planning import store as st
 from syncer.planning.desired import desired_state
 from syncer.planning.guard import DropGuard
 from syncer.planning.quiescence import Quiescence
+from syncer.routing.events import ConfigEntriesChanged
+from syncer.routing.follow import RoutingFollower
+from syncer.sinks import registry
 from syncer.sinks.base import ApplyResult, Sink
-from syncer.sinks.factory import make_sink
 from syncer.systemd import Notifier
 
 log = structlog.get_logger("syncer.agent")
 
-# How long the crowded pool's blocking queries wait when there are more watches than
-# connections, so every watch gets a turn (see README, "Scale").
-CROWDED_WAIT = 5.0
 RETRY_BACKOFF_MAX = 30.0
 
 
@@ -56,17 +51,21 @@ class _Wake:
     """Put on the queue by signal handlers so the loop reacts at once."""
 
 
-@dataclass
-class Store:
-    """The latest healthy set per service, and which selected services have answered."""
+@dataclass(frozen=True)
+class _Applied:
+    result: ApplyResult
+    reason: str
+    desired: Desired
+    started: float
+    finished: float
 
-    services: dict[str, tuple[Server, ...]] = field(default_factory=dict)
-    selected: set[str] = field(default_factory=set)
-    catalog_answered: bool = True
-    changed_at: dict[str, float] = field(default_factory=dict)  # first unapplied change
 
-    def ready(self) -> bool:
-        return self.catalog_answered and self.selected <= self.services.keys()
+@dataclass(frozen=True)
+class _Probed:
+    needs_reconcile: bool
+
+
+WatcherFactory = Callable[[ConsulClient, Callable[[Any], None], WatcherOptions], Watcher]
 
 
 def log_rejections(rejections: tuple[Rejection, ...], metrics: Metrics | None = None) -> None:
@@ -83,13 +82,48 @@ def log_rejections(rejections: tuple[Rejection, ...], metrics: Metrics | None = 
         )
 
 
+class Applier:
+    """One thread that runs sink calls in order, so the loop never waits on nginx."""
+
+    def __init__(self, report: Callable[[Any], None], clock: Callable[[], float]) -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], Any] | None] = queue.SimpleQueue()
+        self._report = report
+        self._clock = clock
+        self.started_at: float | None = None  # set while a job runs
+        self._thread = threading.Thread(target=self._run, name="applier", daemon=True)
+        self._thread.start()
+
+    @property
+    def busy(self) -> bool:
+        return self.started_at is not None
+
+    def submit(self, job: Callable[[], Any]) -> None:
+        self.started_at = self._clock()
+        self._jobs.put(job)
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            try:
+                outcome = job()
+            except Exception as exc:  # a sink bug must not kill the applier
+                log.exception("apply crashed")
+                outcome = exc
+            self.started_at = None
+            self._report(outcome)
+
+    def close(self, timeout: float) -> None:
+        self._jobs.put(None)
+        self._thread.join(timeout)
+
+
 class Agent:
     def __init__(
         self,
         settings: Settings,
         overrides: Mapping[str, Any] | None = None,
-        sink_factory: Callable[[Settings], Sink] = make_sink,
+        sink_factory: Callable[[Settings], Sink] = registry.make_sink,
         client_factory: Callable[[Settings], ConsulClient] = lambda s: ConsulClient(s.consul),
+        watcher_factory: WatcherFactory = Watcher,
         notifier: Notifier | None = None,
         clock: Callable[[], float] = time.monotonic,
         metrics: Metrics | None = None,
@@ -98,21 +132,20 @@ class Agent:
         self._overrides = dict(overrides or {})
         self._sink_factory = sink_factory
         self._client_factory = client_factory
+        self._watcher_factory = watcher_factory
         self._notifier = notifier or Notifier()
         self._clock = clock
-        self._events: queue.SimpleQueue[Event | _Wake] = queue.SimpleQueue()
-        self.store = Store()
-        self._watches: dict[str, Watch] = {}
-        self._gate = threading.BoundedSemaphore(settings.consul.max_connections)
-        self._client = client_factory(settings)
+        self._events: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.metrics = metrics or Metrics()
+        self._client = client_factory(settings)
         self._sink = sink_factory(settings)
+        self._watcher: Watcher | None = None
+        self.store = self._new_store(settings)
         self.health = HealthState(settings.observe.consul_grace, settings.observe.nginx_grace)
-        self._guard = DropGuard(settings.safety.max_drop_share, settings.safety.drop_confirm_delay)
-        self._failing_watches: dict[str, float] = {}
-        self._confirming: set[str] = set()
+        self.metrics.healthy.set_function(lambda: 1.0 if self.verdict().ok else 0.0)
         self.status_server: StatusServer | None = None
         self._quiescence = Quiescence(*settings.quiescence.resolved(settings.mode))
+        self._applier = Applier(self._events.put, clock)
         self._stop = threading.Event()
         self._hup = False
         self._retry_at: float | None = None
@@ -122,157 +155,141 @@ class Agent:
         self._initial_attempted = False
         self._next_probe = 0.0
         self._next_anti_entropy = 0.0
+        self._in_flight: dict[str, float] = {}  # changes the running apply carries
         self.last_result: ApplyResult | None = None
+        self._routing = RoutingFollower() if settings.services.routing else None  # docs/routing.md
 
-    # --- watches -------------------------------------------------------------
+    # --- wiring --------------------------------------------------------------------------
+
+    @staticmethod
+    def _new_store(settings: Settings) -> st.Store:
+        safety = settings.safety
+        return st.Store(
+            guard=DropGuard(safety.max_drop_share, safety.drop_confirm_delay),
+            configured=frozenset(settings.services.names),
+            tags=tuple(settings.services.tags),
+            state_loss_grace=safety.state_loss_grace,
+            initial_wait=safety.initial_wait,
+        )
 
     def _rules(self) -> Rules:
         return Rules(
-            include_warning=self.settings.consul.include_warning, allow_hostnames=self.settings.mode == "reload"
+            include_warning=self.settings.consul.include_warning,
+            allow_hostnames=registry.dialect(self.settings.mode).accepts_hostnames,
         )
 
-    def _wait(self) -> float:
-        if len(self._watches) > self.settings.consul.max_connections:
-            return min(CROWDED_WAIT, self.settings.consul.wait)
-        return self.settings.consul.wait
-
-    def _start_watch(self, source: Source) -> None:
-        options = WatchOptions(
-            wait=self._wait,
-            max_query_rate=self.settings.consul.max_query_rate,
-            max_last_contact=self.settings.consul.max_last_contact,
+    def _start_watcher(self, commands: list[st.Command]) -> None:
+        consul = self.settings.consul
+        options = WatcherOptions(
+            max_connections=consul.max_connections,
+            wait=consul.wait,
+            max_query_rate=consul.max_query_rate,
+            max_last_contact=consul.max_last_contact,
+            resync_interval=consul.resync_interval,
             metrics=self.metrics,
+            reserved_long_polls=len(RoutingFollower.KINDS) if self._routing else 0,  # one per config-entry kind
         )
-        self._watches[source.key] = Watch(source, self._events.put, options, self._gate).start()
+        self._watcher = self._watcher_factory(self._client, self._events.put, options)
+        self._watcher.start(self.settings.services.tags)
+        for source in self._routing.sources(self._client) if self._routing else ():
+            self._watcher.watch(source)
+        self._execute(commands)
 
-    def _select(self, names: set[str]) -> None:
-        store = self.store
-        for name in sorted(names - store.selected):
-            self._start_watch(HealthSource(self._client, name, self._rules()))
-        for name in sorted(store.selected - names):
-            watch = self._watches.pop(f"health:{name}", None)
-            if watch:
-                watch.stop()
-            self._guard.forget(name)
-            if store.services.get(name):
-                # Keep the upstream, emptied: nginx.conf may still proxy to it, so removing
-                # the block would fail nginx -t. It answers 502 until it comes back.
-                log.info("service left the selection; its upstream is kept empty", service=name)
-                store.services[name] = ()
-                self._changed(name)
-        store.selected = set(names)
+    def _stop_watcher(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher = None
 
-    def _start_watches(self) -> None:
-        selection = self.settings.services
-        self.store.catalog_answered = not selection.tags
-        if selection.tags:
-            self._start_watch(CatalogSource(self._client, selection.tags))
-        self._select(set(selection.names))
+    # --- carrying out the store's commands ------------------------------------------------
 
-    def _stop_watches(self) -> None:
-        for watch in self._watches.values():
-            watch.stop()
-        self._watches.clear()
-
-    # --- events --------------------------------------------------------------
-
-    def _changed(self, service: str) -> None:
-        now = self._clock()
-        self._quiescence.changed(now)
-        self.store.changed_at.setdefault(service, now)
-
-    def _accept(self, service: str, servers: tuple[Server, ...]) -> None:
-        store = self.store
-        old = store.services.get(service)
-        if old is None or rendered_view(old) != rendered_view(servers):
-            store.services[service] = servers
-            self._changed(service)
-
-    def _handle(self, event: Event) -> None:
-        store = self.store
-        now = self._clock()
-        if isinstance(event, ServiceChanged):
-            if event.service not in store.selected:
-                return  # a watch that was just stopped
-            log_rejections(event.rejections, self.metrics)
-            current = store.services.get(event.service)
-            if self._guard.offer(event.service, current, event.servers, now):
-                self._accept(event.service, event.servers)
-            elif event.service not in self._confirming:
-                held = self._guard.held[event.service]
+    def _execute(self, commands: list[st.Command]) -> None:
+        for command in commands:
+            if isinstance(command, st.SetServices):
+                if self._watcher is not None:
+                    self._watcher.set_services(command.names, self._rules())
+                self.metrics.watched_services.set(len(command.names))
+            elif isinstance(command, st.Confirm):
+                if self._watcher is not None:
+                    self._watcher.confirm(command.service)
+            elif isinstance(command, st.Rejected):
+                log_rejections(command.rejections, self.metrics)
+            elif isinstance(command, st.DropHeld):
                 log.warning(
-                    "sharp drop held until a second read confirms it",
-                    service=event.service,
-                    before=len(held.current),
-                    after=len(held.proposed),
-                    confirm_in=self.settings.safety.drop_confirm_delay,
+                    "drop held",
+                    service=command.service,
+                    before=command.before,
+                    after=command.after,
+                    why=command.why,
+                    confirm_in=self.settings.safety.drop_confirm_delay
+                    if command.why == "sharp drop"
+                    else self.settings.safety.state_loss_grace,
                 )
-                self.metrics.held_drops.labels(event.service, "held").inc()
-        elif isinstance(event, ConfirmRead):
-            self._confirming.discard(event.service)
-            if event.service not in self._guard.held or event.service not in store.selected:
-                return
-            if event.servers is None:
-                log.warning("confirming read failed; drop stays held", service=event.service, error=event.error)
-                self._guard.retry_later(event.service, now)
-                return
-            held = self._guard.held[event.service]
-            confirmed = self._guard.is_sharp(held.current, event.servers)
-            log.warning(
-                "sharp drop confirmed; applying" if confirmed else "sharp drop not confirmed; applying the new read",
-                service=event.service,
-                before=len(held.current),
-                after=len(event.servers),
-            )
-            self.metrics.held_drops.labels(event.service, "confirmed" if confirmed else "recovered").inc()
-            self._guard.confirmed(event.service)
-            self._accept(event.service, event.servers)
-        elif isinstance(event, CatalogChanged):
-            log_rejections(event.rejections, self.metrics)
-            store.catalog_answered = True
-            self._select(set(self.settings.services.names) | set(event.names))
-        elif isinstance(event, WatchFailed):
-            self._failing_watches.setdefault(event.key, event.at)
-            self.health.consul_failed(min(self._failing_watches.values()), event.error)
-        elif isinstance(event, WatchRecovered):
-            self._failing_watches.pop(event.key, None)
-            if not self._failing_watches:
-                self.health.consul_ok()
-            else:
-                self.health.consul_failing_since = min(self._failing_watches.values())
+                self.metrics.held_drops.labels(command.service, "held").inc()
+            elif isinstance(command, st.DropDecided):
+                log.warning(
+                    "held drop decided",
+                    service=command.service,
+                    before=command.before,
+                    after=command.after,
+                    outcome=command.outcome,
+                    **({"error": command.error} if command.error else {}),
+                )
+                self.metrics.held_drops.labels(command.service, command.outcome.replace(" ", "_")).inc()
+            elif isinstance(command, st.ServiceLeft):
+                log.info("service left the selection; its upstream is kept empty", service=command.service)
+            elif isinstance(command, st.StateReset):
+                log.warning(
+                    "consul's index went backwards: its state was lost or restored; holding drops",
+                    watch=command.key,
+                    high=command.high,
+                    got=command.got,
+                    grace=self.settings.safety.state_loss_grace,
+                )
+                self.metrics.consul_state_resets.inc()
 
-    def _confirm(self, service: str) -> None:
-        """The second read for a held drop, off the main loop; its answer comes back as an event."""
-        self._confirming.add(service)
-        client, rules, limit = self._client, self._rules(), self.settings.consul.max_last_contact
+    def _handle(self, item: Any) -> None:
+        if isinstance(item, _Applied):
+            self._finish_sync(item)
+        elif isinstance(item, _Probed):
+            self._finish_probe(item)
+        elif isinstance(item, Exception):
+            self._finish_crash(item)
+        elif isinstance(item, ConfigEntriesChanged) and self._routing is not None:
+            self._execute(self.store.set_extra(self._routing.handle(item), self._clock()))
+            self._quiescence.changed(self._clock())
+        elif not isinstance(item, _Wake):
+            event: Event = item
+            self._execute(self.store.handle(event, self._clock()))
 
-        def read() -> None:
-            try:
-                answer = HealthSource(client, service, rules).fetch(index=0, wait=0.0)  # a plain read
-                check_trust(answer, limit)
-                servers: tuple[Server, ...] | None = health_entries(service, answer.body, rules).servers
-                error = ""
-            except Exception as exc:  # reported as an event; the drop stays held
-                servers, error = None, str(exc)
-            self._events.put(ConfirmRead(service, servers, error, time.monotonic()))
-
-        threading.Thread(target=read, name=f"confirm {service}", daemon=True).start()
-
-    # --- applying ------------------------------------------------------------
+    # --- applying ------------------------------------------------------------------------
 
     def _sync(self, reason: str) -> None:
-        started = self._clock()
-        desired = desired_state(self.store.services)
-        result = self._sink.apply(desired, reconcile=self._force)
-        finished = self._clock()
-        duration = round(finished - started, 4)
+        snapshot = self.store.snapshot()
+        desired = self._routing.plan(snapshot) if self._routing else desired_state(snapshot)
+        reconcile, sink, clock = self._force, self._sink, self._clock
+        self._in_flight = self.store.applied()
+        self._quiescence.reset()
+        self._force = False
+        if pending := self.store.pending():
+            log.warning("applying without services that have not answered yet", services=sorted(pending)[:20])
+
+        def job() -> _Applied:
+            started = clock()
+            result = sink.apply(desired, reconcile=reconcile)
+            return _Applied(result, reason, desired, started, clock())
+
+        self._applier.submit(job)
+
+    def _finish_sync(self, done: _Applied) -> None:
+        result, desired = done.result, done.desired
+        duration = round(done.finished - done.started, 4)
         self.last_result = result
         self._count(result)
         for change in result.changes:
             log.info("upstream changed", action=result.action, duration=duration, **change.summary())
         fields: dict[str, Any] = {
             "action": result.action,
-            "reason": reason,
+            "reason": done.reason,
             "upstreams": len(desired.upstreams),
             "changed": len(result.changes),
             "duration": duration,
@@ -284,13 +301,10 @@ class Agent:
             for name, upstream in desired.upstreams.items():
                 self.metrics.instances.labels(name).set(len(upstream.servers))
             if result.action != "unchanged":
-                for at in self.store.changed_at.values():
-                    self.metrics.change_to_applied.labels(self.settings.mode).observe(max(0.0, finished - at))
-            self._quiescence.reset()
-            self.store.changed_at.clear()
+                for at in self._in_flight.values():
+                    self.metrics.change_to_applied.labels(self.settings.mode).observe(max(0.0, done.finished - at))
             self._retry_at = None
             self._retry_delay = 1.0
-            self._force = False
             if not self.synced_once:
                 self.synced_once = True
                 self._next_anti_entropy = self._clock() + self.settings.api.anti_entropy
@@ -298,12 +312,22 @@ class Agent:
             self._notifier.status(f"in sync: {len(desired.upstreams)} upstreams ({result.action})")
         else:
             log.error("sync failed; last good state stays in force", detail=result.detail, **fields)
-            self.health.apply_failed(finished, result.detail)
-            self._quiescence.reset()
+            self.health.apply_failed(done.finished, result.detail)
+            for name, at in self._in_flight.items():
+                self.store.changed_at.setdefault(name, at)  # still to be applied
             if result.retryable:
                 self._retry_at = self._clock() + self._retry_delay
                 self._retry_delay = min(self._retry_delay * 2, RETRY_BACKOFF_MAX)
             self._notifier.status(f"sync {result.action}: {result.detail[:200]}")
+        self._in_flight = {}
+
+    def _finish_crash(self, exc: Exception) -> None:
+        self.health.apply_failed(self._clock(), f"apply crashed: {exc}")
+        for name, at in self._in_flight.items():
+            self.store.changed_at.setdefault(name, at)
+        self._in_flight = {}
+        self._retry_at = self._clock() + self._retry_delay
+        self._retry_delay = min(self._retry_delay * 2, RETRY_BACKOFF_MAX)
 
     def _count(self, result: ApplyResult) -> None:
         self.metrics.syncs.labels(result.action).inc()
@@ -313,12 +337,33 @@ class Agent:
             "push": self.metrics.pushes,
         }
         for kind, outcome in result.steps:
-            counters[kind].labels(outcome).inc()
+            if kind in counters:
+                counters[kind].labels(outcome).inc()
+
+    def _probe(self, now: float) -> None:
+        """Anti-entropy: re-read what nginx holds when it may have moved without us."""
+        api = self.settings.api
+        self._next_probe = now + api.probe_interval
+        if now >= self._next_anti_entropy:
+            self._next_anti_entropy = now + api.anti_entropy
+            self._force = True
+            self._sync("anti-entropy")
+            return
+        sink = self._sink
+        self._applier.submit(lambda: _Probed(sink.needs_reconcile()))
+
+    def _finish_probe(self, probed: _Probed) -> None:
+        if probed.needs_reconcile:
+            self._force = True
+            self._sync("nginx state moved")
+
+    # --- health ----------------------------------------------------------------------------
 
     def verdict(self) -> Verdict:
-        verdict = self.health.verdict(self._clock())
-        self.metrics.healthy.set(1 if verdict.ok else 0)
-        return verdict
+        self.health.consul_failing_since = self.store.consul_failing_since()
+        if self.health.consul_failing_since is not None:
+            self.health.last_consul_error = self.store.last_error
+        return self.health.verdict(self._clock())
 
     def _start_status_server(self) -> None:
         listen = self.settings.observe.listen
@@ -331,17 +376,13 @@ class Agent:
             return
         log.info("status endpoint listening", listen=listen, port=self.status_server.port)
 
-    def _probe(self, now: float) -> None:
-        """Anti-entropy: re-read what nginx holds when it may have moved without us."""
-        api = self.settings.api
-        self._next_probe = now + api.probe_interval
-        due = now >= self._next_anti_entropy
-        if due or self._sink.needs_reconcile():
-            self._next_anti_entropy = now + api.anti_entropy
-            self._force = True
-            self._sync("anti-entropy" if due else "nginx state moved")
+    def _watchdog_honest(self, now: float) -> bool:
+        """Feed the watchdog unless an apply has run past its budget (then it is hung)."""
+        started = self._applier.started_at
+        budget = registry.dialect(self.settings.mode).apply_budget(self.settings)
+        return started is None or now - started <= budget
 
-    # --- signals and config --------------------------------------------------
+    # --- signals and config ------------------------------------------------------------
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         if signum == signal.SIGHUP:
@@ -371,35 +412,57 @@ class Agent:
         self._sink = sink
         old, self.settings = self.settings, new
         self._quiescence = Quiescence(*new.quiescence.resolved(new.mode))
-        if old.consul != new.consul or old.services != new.services:
-            self._stop_watches()
-            self._client.close()
-            self._client = self._client_factory(new)
-            self.store.selected = set()
-            self._gate = threading.BoundedSemaphore(new.consul.max_connections)
-            self._start_watches()
+        now = self._clock()
+        commands = self.store.reconfigure(new.services.names, new.services.tags, now)
+        if old.consul != new.consul or old.services.tags != new.services.tags:
+            # A new Consul, or new tags for the registration detector: a fresh watcher
+            # (it reads every service once; only real differences reach nginx).
+            self._stop_watcher()
+            if old.consul != new.consul:
+                self._client.close()
+                self._client = self._client_factory(new)
+            self._start_watcher(commands)
+        else:
+            self._execute(commands)
         self._force = True
-        self._quiescence.changed(self._clock())
+        self._quiescence.changed(now)
         log.info("configuration reloaded", source=str(source) if source else None)
         self._notifier.ready("configuration reloaded")
 
-    # --- the loop ------------------------------------------------------------
+    # --- the loop ------------------------------------------------------------------------
 
     def _next_wake(self, now: float, next_watchdog: float | None) -> float:
         candidates = [now + 1.0]
-        deadline = self._quiescence.deadline()
-        if deadline is not None:
-            candidates.append(deadline)
-        if self._retry_at is not None:
-            candidates.append(self._retry_at)
+        if not self._applier.busy:
+            deadline = self._quiescence.deadline()
+            if deadline is not None and self.store.ready(now):
+                candidates.append(deadline)
+            if self._retry_at is not None:
+                candidates.append(self._retry_at)
+            if self.synced_once:
+                candidates.append(self._next_probe)
         if next_watchdog is not None:
             candidates.append(next_watchdog)
-        if self.synced_once:
-            candidates.append(self._next_probe)
-        guard = self._guard.next_deadline()
-        if guard is not None:
-            candidates.append(guard)
-        return max(0.0, min(candidates) - now)
+        store_deadline = self.store.next_deadline()
+        if store_deadline is not None:
+            candidates.append(store_deadline)
+        # Never a busy loop: a deadline already past (a quiescence that waits for the
+        # store to be ready) is looked at again after a short pause, not at once.
+        return max(0.01, min(candidates) - now)
+
+    def _decide(self, now: float) -> None:
+        if self._applier.busy or not self.store.ready(now):
+            return
+        if not self._initial_attempted:
+            self._initial_attempted = True  # the first full picture goes out at once
+            self._sync("initial")
+        elif self._quiescence.due(now):
+            self._sync("change" if self.synced_once else "initial")
+        elif self._retry_at is not None and now >= self._retry_at:
+            self._retry_at = None
+            self._sync("retry")
+        elif self.synced_once and now >= self._next_probe:
+            self._probe(now)
 
     def run(self) -> int:
         log.info(
@@ -408,9 +471,10 @@ class Agent:
             services=list(self.settings.services.names),
             tags=list(self.settings.services.tags),
             consul=self._client.base_url,
+            max_connections=self.settings.consul.max_connections,
         )
         self._start_status_server()
-        self._start_watches()
+        self._start_watcher(self.store.start(self._clock()))
         self._notifier.ready("waiting for Consul")
         interval = self._notifier.watchdog_interval
         next_watchdog = self._clock() if interval else None
@@ -418,44 +482,34 @@ class Agent:
             while not self._stop.is_set():
                 now = self._clock()
                 try:
-                    item: Event | _Wake | None = self._events.get(timeout=self._next_wake(now, next_watchdog))
+                    item: Any = self._events.get(timeout=self._next_wake(now, next_watchdog))
                 except queue.Empty:
                     item = None
+                revision = self.store.revision
                 while item is not None:
-                    if not isinstance(item, _Wake):
-                        self._handle(item)
+                    self._handle(item)
                     try:
                         item = self._events.get_nowait()
                     except queue.Empty:
                         item = None
                 if self._stop.is_set():
                     break
-                if self._hup:
+                now = self._clock()
+                self._execute(self.store.tick(now))
+                if self.store.revision != revision:
+                    self._quiescence.changed(now)
+                if self._hup and not self._applier.busy:
                     self._hup = False
                     self._reload_config()
-                now = self._clock()
-                if interval and next_watchdog is not None and now >= next_watchdog:
+                if interval and next_watchdog is not None and now >= next_watchdog and self._watchdog_honest(now):
                     self._notifier.watchdog()
                     next_watchdog = now + interval
-                for held in self._guard.due(now):
-                    if held.service not in self._confirming:
-                        self._confirm(held.service)
-                if not self.store.ready():
-                    continue
-                if not self._initial_attempted:
-                    self._initial_attempted = True  # the first full picture goes out at once
-                    self._sync("initial")
-                elif self._quiescence.due(now):
-                    self._sync("change" if self.synced_once else "initial")
-                elif self._retry_at is not None and now >= self._retry_at:
-                    self._retry_at = None
-                    self._sync("retry")
-                elif self.synced_once and now >= self._next_probe:
-                    self._probe(now)
+                self._decide(now)
         finally:
             self._notifier.stopping()
             log.info("agent stopping")
-            self._stop_watches()
+            self._stop_watcher()
+            self._applier.close(timeout=registry.dialect(self.settings.mode).apply_budget(self.settings))
             self._sink.close()
             self._client.close()
             if self.status_server is not None:

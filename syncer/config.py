@@ -17,14 +17,15 @@ from typing import Any, Literal, TypeVar
 from urllib.parse import urlparse
 
 from syncer import validate
+from syncer.sinks import registry
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-Mode = Literal["reload", "api"]
-MODES: tuple[Mode, ...] = ("reload", "api")
+Mode = str  # a dialect's name in syncer.sinks.registry
+MODES: tuple[str, ...] = registry.names()
 T = TypeVar("T")
 
 
@@ -50,7 +51,8 @@ class ConsulSettings:
     consistency: Literal["default", "stale", "consistent"] = "default"
     wait: float = 300.0  # blocking-query wait, seconds (Consul's default; its max is 600)
     include_warning: bool = False
-    max_connections: int = 64  # well under Consul's 200 per client IP
+    max_connections: int = 16  # every connection to Consul, whatever the number of services
+    resync_interval: float = 600.0  # each watched service re-read at least this often (0: never)
     max_query_rate: float = 10.0  # per watch, token bucket with burst 2
     max_last_contact: float = 10.0  # seconds; older answers are treated as suspect
     connect_timeout: float = 5.0
@@ -69,6 +71,7 @@ class ConsulSettings:
 class ServiceSelection:
     names: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()  # every service carrying any of these tags
+    routing: bool = False  # follow Consul's service-router/-splitter/-resolver (docs/routing.md)
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,7 @@ class Quiescence:
     max: float | None = None
 
     def resolved(self, mode: Mode) -> tuple[float, float]:
-        default_min, default_max = (1.0, 5.0) if mode == "reload" else (0.0, 0.0)
+        default_min, default_max = registry.dialect(mode).quiescence
         low = self.min if self.min is not None else default_min
         high = self.max if self.max is not None else max(default_max, low)
         return low, high
@@ -127,6 +130,10 @@ class Quiescence:
 class SafetySettings:
     max_drop_share: float = 0.5  # losing more than this share of instances in one answer is held
     drop_confirm_delay: float = 3.0  # seconds before the confirming read; 0 turns the guard off
+    # After Consul's index goes backwards (its state was lost or restored), drops are held
+    # this long, or until the instances come back, before syncer follows Consul.
+    state_loss_grace: float = 60.0
+    initial_wait: float = 10.0  # the first sync waits this long at most for services that do not answer
 
 
 @dataclass(frozen=True)
@@ -306,13 +313,14 @@ _CONSUL: dict[str, Parser] = {
     "consistency": lambda k, v: _choice(k, v, ("default", "stale", "consistent")),
     "wait": lambda k, v: _positive(k, v, high=600),
     "include_warning": _boolean,
-    "max_connections": lambda k, v: _integer(k, v, 1, 190),
+    "max_connections": lambda k, v: _integer(k, v, 4, 190),
+    "resync_interval": lambda k, v: _positive(k, v, allow_zero=True, high=86400),
     "max_query_rate": lambda k, v: _positive(k, v, high=1000),
     "max_last_contact": _positive,
     "connect_timeout": lambda k, v: _positive(k, v, high=300),
     "once_timeout": lambda k, v: _positive(k, v, high=3600),
 }
-_SERVICES: dict[str, Parser] = {"names": _names, "tags": _tags}
+_SERVICES: dict[str, Parser] = {"names": _names, "tags": _tags, "routing": _boolean}
 _RELOAD: dict[str, Parser] = {
     "output": _path,
     "template": _path,
@@ -338,6 +346,8 @@ _QUIESCENCE: dict[str, Parser] = {
 _SAFETY: dict[str, Parser] = {
     "max_drop_share": _share,
     "drop_confirm_delay": lambda k, v: _positive(k, v, allow_zero=True, high=3600),
+    "state_loss_grace": lambda k, v: _positive(k, v, allow_zero=True, high=3600),
+    "initial_wait": lambda k, v: _positive(k, v, high=3600),
 }
 _OBSERVE: dict[str, Parser] = {
     "listen": _listen,
@@ -460,12 +470,7 @@ def check(settings: Settings, env_token_set: bool) -> Settings:
             raise ConfigError("observe.listen", settings.observe.listen, str(exc)) from None
     if settings.reload.template is not None and not settings.reload.template.is_file():
         raise ConfigError("reload.template", str(settings.reload.template), "file not found")
-    api = settings.api
-    if settings.mode == "api":
-        if api.token_file is None:
-            raise ConfigError("api.token_file", None, "api mode needs the admin token's file")
-        api = replace(api, token=read_secret("api.token_file", api.token_file))
-    return replace(settings, consul=consul, api=api)
+    return registry.dialect(settings.mode).check(replace(settings, consul=consul))
 
 
 def load(

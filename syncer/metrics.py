@@ -47,3 +47,16 @@ class Metrics:
             registry=r,
         )
         self.healthy = Gauge("syncer_healthy", "1 when /healthz answers 200", registry=r)
+        # The multiplexed watcher (syncer/discovery/watcher.py)
+        self.consul_up = Gauge("syncer_consul_up", "1 while Consul answers the liveness probe", registry=r)
+        self.consul_sweeps = Counter(
+            "syncer_consul_sweeps_total",
+            "Re-reads of every watched service after an unexplained catalog move",
+            registry=r,
+        )
+        self.consul_state_resets = Counter(
+            "syncer_consul_state_resets_total",
+            "Times Consul's index went below the highest seen (state lost)",
+            registry=r,
+        )
+        self.watched_services = Gauge("syncer_watched_services", "Services the agent watches", registry=r)

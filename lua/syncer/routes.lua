@@ -48,8 +48,11 @@ local function regex_ok(re)
         return false, "invalid regex " .. show(re)
     end
     -- compile it with PCRE now: a pattern nginx cannot run is refused here, not per request
-    local ok, _, err = pcall(ngx.re.find, "", re, "jo")
-    if not ok or err then
+    local ok, from, _, err = pcall(ngx.re.find, "", re, "jo") -- from, to, err
+    if not ok then
+        err = from -- the error pcall caught
+    end
+    if err then
         return false, "regex " .. show(re) .. " does not compile: " .. tostring(err or "error")
     end
     return true

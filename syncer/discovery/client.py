@@ -184,6 +184,33 @@ class ConsulClient:
             filtered_by_acls=raw.headers.get("X-Consul-Results-Filtered-By-ACLs", "").lower() == "true",
         )
 
+    # --- the change detectors and the liveness probe (the multiplexed watcher) ------------
+
+    def health_state(self, index: int = 0, wait: float = 300.0) -> Answer:
+        """``/v1/health/state/any``: every check in the datacenter; its index is the checks table's."""
+        return self._blocking("/v1/health/state/any", index, wait, [])
+
+    def leader(self, timeout: float) -> str:
+        """``/v1/status/leader`` on its own short timeout: is Consul answering at all?
+
+        A Consul that accepts connections and never answers (SIGSTOP, a hung server)
+        would otherwise be invisible for a blocking query's whole wait.
+        """
+        http = self._consul.http
+        try:
+            response = http.session.get(
+                http.uri("/v1/status/leader", []),
+                headers=dict(self._headers),
+                verify=http.verify,
+                cert=http.cert,
+                timeout=timeout,
+            )
+        except requests.RequestException as exc:
+            raise ConsulError(f"Consul at {self.base_url} unreachable: {type(exc).__name__}: {_reason(exc)}") from exc
+        if response.status_code != 200:
+            raise ConsulError(_describe(response.status_code, response.text), status=response.status_code)
+        return str(response.text).strip().strip('"')
+
     # --- config entries (traffic steering, docs/routing.md) ------------------------------
     def config_entries(self, kind: str, index: int = 0, wait: float = 300.0) -> Answer:
         """``GET /v1/config/<kind>``: every entry of one kind, ``[]`` when none; blocking."""

@@ -56,4 +56,32 @@ class ConfirmRead:
     at: float
 
 
-Event = ServiceChanged | CatalogChanged | WatchFailed | WatchRecovered | ConfirmRead
+@dataclass(frozen=True)
+class ServiceReadFailed:
+    """A targeted read of one service failed; it is retried with backoff by the watcher.
+
+    A service that cannot be read must not hold back the others: the store counts it as
+    answered for readiness and keeps its last good servers.
+    """
+
+    service: str
+    error: str
+    status: int | None
+    at: float
+
+
+@dataclass(frozen=True)
+class ConsulStateReset:
+    """Consul's index went below the highest one we have seen: its state was lost or
+    restored from a snapshot (a restarted dev agent, a snapshot restore). What it answers
+    next may be missing services that are about to be re-registered."""
+
+    key: str
+    high: int
+    got: int
+    at: float
+
+
+Event = (
+    ServiceChanged | CatalogChanged | WatchFailed | WatchRecovered | ConfirmRead | ServiceReadFailed | ConsulStateReset
+)

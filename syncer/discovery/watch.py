@@ -1,10 +1,12 @@
 """The long-poll loop, written once for every source.
 
-Per iteration: take a token from the watch's bucket, hold one of the agent's limited
-Consul connections, ask with the current index and a jittered wait, check the answer is
-trustworthy, move the index by Consul's rules, and emit an event only when the normalized
-content changed. Failures retry through tenacity with exponential backoff and jitter,
-interruptibly, and are reported as ``WatchFailed`` events.
+Per iteration: take a token from the watch's bucket, ask with the current index and a
+jittered wait (on one of the client's limited connections: the pool blocks when they are
+all taken), check the answer is trustworthy, move the index by Consul's rules, and emit an
+event only when the normalized content changed. Failures retry through tenacity with
+exponential backoff and jitter, interruptibly, and are reported as ``WatchFailed`` events;
+``kick()`` cuts a backoff short once Consul is known to answer again. An index below the
+highest one seen means Consul lost or restored its state: reported as ``ConsulStateReset``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from tenacity import (
@@ -26,7 +29,7 @@ from tenacity import (
 
 from syncer.discovery.blocking import TokenBucket, jittered_wait, next_index
 from syncer.discovery.client import Answer, ConsulError
-from syncer.discovery.events import Event, WatchFailed, WatchRecovered
+from syncer.discovery.events import ConsulStateReset, WatchFailed, WatchRecovered
 from syncer.discovery.normalize import AnswerInvalid
 from syncer.discovery.sources import Source
 from syncer.metrics import Metrics
@@ -43,7 +46,7 @@ class SuspectAnswer(ConsulError):
 
 @dataclass(frozen=True)
 class WatchOptions:
-    wait: Callable[[], float]  # seconds; a callable so a crowded pool can shorten it
+    wait: Callable[[], float]  # seconds
     max_query_rate: float = 10.0
     max_last_contact: float = 10.0
     backoff_initial: float = 0.25
@@ -71,20 +74,20 @@ class Watch:
     def __init__(
         self,
         source: Source,
-        emit: Callable[[Event], None],
+        emit: Callable[[Any], None],
         options: WatchOptions,
-        gate: threading.BoundedSemaphore,
         rng: random.Random | None = None,
     ) -> None:
         self.source = source
         self._emit = emit
         self._options = options
-        self._gate = gate
         self._rng = rng or random.Random()
         self._bucket = TokenBucket(options.max_query_rate, burst=2)
         self.stopped = threading.Event()
+        self._kicked = threading.Event()
         self._thread: threading.Thread | None = None
         self.index = 0
+        self.high_water = 0  # the highest index Consul ever answered this watch with
         self._last: object = _UNSET
         self._failing = False
 
@@ -95,6 +98,11 @@ class Watch:
 
     def stop(self) -> None:
         self.stopped.set()
+        self._kicked.set()
+
+    def kick(self) -> None:
+        """Consul answers again: end a backoff sleep now rather than after up to a minute."""
+        self._kicked.set()
 
     def join(self, timeout: float | None = None) -> None:
         if self._thread is not None:
@@ -135,27 +143,17 @@ class Watch:
         )
 
     def _sleep(self, seconds: float) -> None:
-        self.stopped.wait(seconds)
-
-    def _acquire_gate(self) -> bool:
-        while not self.stopped.is_set():
-            if self._gate.acquire(timeout=0.5):
-                return True
-        return False
+        self._kicked.wait(seconds)
+        self._kicked.clear()
 
     def step(self) -> None:
         """One query, one decision. Raises on failure (the caller retries)."""
         delay = self._bucket.take()
         if delay > 0 and self.stopped.wait(delay):
             return
-        if not self._acquire_gate():
-            return
         started = time.monotonic()
-        try:
-            sent = self.index
-            answer = self.source.fetch(sent, jittered_wait(self._options.wait(), self._rng))
-        finally:
-            self._gate.release()
+        sent = self.index
+        answer = self.source.fetch(sent, jittered_wait(self._options.wait(), self._rng))
         if self._options.metrics is not None:
             self._options.metrics.consul_latency.labels(self.source.kind, str(sent >= 1).lower()).observe(
                 time.monotonic() - started
@@ -165,6 +163,13 @@ class Watch:
         fingerprint, event = self.source.read(answer, new_index)
         if new_index == 0:
             log.info("consul index went backwards; resetting", watch=self.source.key, sent=sent, got=answer.index)
+        got = answer.index or 0
+        if got and self.high_water and got < self.high_water:
+            # Compared with the high-water mark, not the index sent: after a failure the
+            # watch asks with 0, and a Consul that came back empty must still be noticed.
+            self._emit(ConsulStateReset(self.source.key, self.high_water, got, time.monotonic()))
+            self.high_water = got
+        self.high_water = max(self.high_water, got)
         self.index = new_index
         if self._failing:
             self._failing = False

@@ -3,8 +3,6 @@ limit is 64 MiB; here it is lowered for the test instead of sending 64 MiB.)"""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from syncer.config import ConsulSettings
@@ -35,7 +33,6 @@ def test_an_oversized_answer_is_refused_and_retried(dev_consul: DevConsul, monke
         HealthSource(client, "web", Rules()),
         seen.append,
         WatchOptions(wait=lambda: 1.0, backoff_initial=0.05, backoff_max=0.2),
-        threading.BoundedSemaphore(2),
     ).start()
     try:
         wait_until(lambda: sum(isinstance(e, WatchFailed) for e in seen) >= 2, message="failures reported")

@@ -1,0 +1,67 @@
+"""What the agent keeps about routing between events: the entries per kind (from the
+config-entry Sources), the last planned state (whose tables a broken chain keeps), and
+which refusals and notes were already logged (each is logged once, and counted)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import structlog
+
+from syncer.discovery.client import ConsulClient
+from syncer.model import Desired, Server
+from syncer.planning.desired import plan
+from syncer.routing.compile import RoutingConfig, referenced_services
+from syncer.routing.entries import KINDS, Entry
+from syncer.routing.events import ConfigEntriesChanged
+from syncer.routing.sources import ConfigEntrySource
+
+log = structlog.get_logger("syncer.routing")
+
+
+class RoutingFollower:
+    KINDS = KINDS  # one blocking watch per kind
+
+    def __init__(self) -> None:
+        self.entries: dict[str, tuple[Entry, ...]] = {}
+        self.previous: Desired | None = None
+        self._logged: set[str] = set()
+        self.ignored_total = 0  # fields nginx cannot honour, logged once per entry
+        self.refused_total = 0
+
+    @staticmethod
+    def sources(client: ConsulClient) -> list[ConfigEntrySource]:
+        return [ConfigEntrySource(client, kind) for kind in KINDS]
+
+    def config(self) -> RoutingConfig:
+        return RoutingConfig.of(e for kind in KINDS for e in self.entries.get(kind, ()))
+
+    def handle(self, event: ConfigEntriesChanged) -> frozenset[str]:
+        """Take one answer; returns every service routing points at (to watch too)."""
+        self.entries[event.kind] = event.entries
+        for line in event.refused:
+            self._once("config entry refused", line, error=True)
+        for line in event.ignored:
+            self.ignored_total += 1
+            log.warning("config entry field ignored", detail=line)
+        return frozenset(referenced_services(self.config()))
+
+    def plan(self, services: Mapping[str, tuple[Server, ...]]) -> Desired:
+        desired, report = plan(services, self.config(), self.previous)
+        if report is not None:
+            for entry, why in sorted(report.errors.items()):
+                self._once("routing chain broken; last good table kept", f"{entry}: {why}", error=True)
+            for note in report.notes:
+                self._once("routing entry not applied", note)
+        self.previous = desired
+        return desired
+
+    def _once(self, message: str, detail: str, *, error: bool = False) -> None:
+        if detail in self._logged:
+            return
+        self._logged.add(detail)
+        if error:
+            self.refused_total += 1
+            log.error(message, detail=detail)
+        else:
+            log.warning(message, detail=detail)

@@ -1,0 +1,64 @@
+"""End to end through a real agent subprocess (`syncer run --routing`): the config-entry
+Sources on the Watcher, planning with the entries, the sink of each mode, real nginx."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from syncer.devconsul.server import DevConsul
+from syncer.testing.consul import ConsulWriter
+from syncer.testing.routing import EchoBackends, RoutingLab
+from syncer.testing.wait import wait_until
+from tests.conftest import StartAgent
+from tests.routing.conformance import HTTP, RESOLVER
+from tests.stack import BOTH_MODES, Mode
+
+
+@pytest.fixture
+def echo(tmp_path: Path) -> Iterator[EchoBackends]:
+    farm = EchoBackends(tmp_path / "echo", ["v1a", "v2a"]).start()
+    yield farm
+    farm.stop()
+
+
+def agent_args(lab: RoutingLab, consul: str) -> list[str]:
+    args = ["run", "--mode", lab.mode, "--consul-addr", consul, "--service", "web", "--routing",
+            "--log-format", "json", "--metrics-listen", "127.0.0.1:0"]  # fmt: skip
+    if lab.mode == "reload":
+        return [*args, "--output", str(lab.upstream_conf), "--nginx", lab.nginx.binary,
+                "--nginx-prefix", str(lab.nginx.prefix), "--nginx-conf", str(lab.nginx.conf_path),
+                "--quiescence-min", "0.05", "--quiescence-max", "0.5"]  # fmt: skip
+    return [*args, "--api-endpoint", f"http://127.0.0.1:{lab.admin_port}", "--api-token-file", str(lab.token_file)]
+
+
+@pytest.mark.parametrize("mode", BOTH_MODES)
+def test_agent_follows_router_and_splitter(
+    mode: Mode, tmp_path: Path, echo: EchoBackends, start_agent: StartAgent
+) -> None:
+    with DevConsul(port=0) as dev:
+        writer = ConsulWriter(dev.url)
+        writer.register("web", "v1a", echo.ports["v1a"], meta={"version": "1"})
+        writer.register("web", "v2a", echo.ports["v2a"], meta={"version": "2"})
+        for entry in (HTTP, RESOLVER, {"Kind": "service-router", "Name": "web", "Routes": [
+                {"Match": {"HTTP": {"PathPrefix": "/new/"}}, "Destination": {"ServiceSubset": "v2"}}]}):  # fmt: skip
+            assert requests.put(f"{dev.url}/v1/config", json=entry, timeout=5).text == "true"
+        lab = RoutingLab(mode, tmp_path / "lab", dev.url).start()
+        agent = start_agent(agent_args(lab, dev.address))
+        try:
+            wait_until(lambda: lab.request("/new/x").backend == "v2a", timeout=20, message=f"routed\n{agent.log()}")
+            assert lab.request("/old").backend == "v1a"
+            workers = {p.pid for p in lab.nginx.workers()}
+            legs = [{"Weight": 0.01, "ServiceSubset": "v1"}, {"Weight": 99.99, "ServiceSubset": "v2"}]
+            split = {"Kind": "service-splitter", "Name": "web", "Splits": legs}
+            assert requests.put(f"{dev.url}/v1/config", json=split, timeout=5).text == "true"
+            wait_until(lambda: lab.request("/old").backend == "v2a", timeout=20, message="the split applied")
+            if mode == "api":
+                assert {p.pid for p in lab.nginx.workers()} == workers  # no reload in api mode
+        finally:
+            agent.stop()
+            lab.stop()
+            writer.close()
