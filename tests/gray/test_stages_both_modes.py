@@ -3,7 +3,7 @@ real nginx, requests from several loopback source addresses (and ::1)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ import pytest
 from syncer.routing.kv_table import gray_table
 from syncer.routing.render_gray import render_gray
 from syncer.testing.nginx import has_lua_module, nginx_binary
+from syncer.testing.wait import wait_until
 
 from .cases import CASES, KV, Case
 from .stack import EchoNginx, ask, ask_via_proxy_protocol, ipv6_loopback, rules_from
@@ -69,8 +70,8 @@ def test_a_list_change_moves_a_client_after_reload(tmp_path: Path) -> None:
         nginx.write_rules(rules_from(values)[0])
         assert nginx.nginx.test_config().returncode == 0
         nginx.nginx.reload()
-        for port in (nginx.reload_port, nginx.api_port):
-            assert ask(port, "/web", source="127.0.0.7").body == "web.pre"
+        for port in (nginx.reload_port, nginx.api_port):  # old workers may take a moment to go
+            wait_until(moved(port), timeout=10, message="127.0.0.7 on web.pre")
     finally:
         nginx.stop()
 
@@ -90,3 +91,7 @@ def test_proxy_protocol_from_trusted_proxies_only(
     port = echo.reload_pp_port if mode == "reload" else echo.api_pp_port
     reply = ask_via_proxy_protocol(port, "/web", source=source, client=client)
     assert (reply.status, reply.body) == (200, expect)
+
+
+def moved(port: int) -> Callable[[], bool]:
+    return lambda: ask(port, "/web", source="127.0.0.7").body == "web.pre"
