@@ -36,7 +36,7 @@ from syncer.planning import store as st
 from syncer.planning.desired import desired_state
 from syncer.planning.guard import DropGuard
 from syncer.planning.quiescence import Quiescence
-from syncer.routing.events import ConfigEntriesChanged
+from syncer.routing.events import ConfigEntriesChanged, GrayRulesChanged
 from syncer.routing.follow import RoutingFollower
 from syncer.sinks import registry
 from syncer.sinks.base import ApplyResult, Sink
@@ -157,7 +157,7 @@ class Agent:
         self._next_anti_entropy = 0.0
         self._in_flight: dict[str, float] = {}  # changes the running apply carries
         self.last_result: ApplyResult | None = None
-        self._routing = RoutingFollower() if settings.services.routing else None  # docs/routing.md
+        self._routing = RoutingFollower(settings.services.kv_prefix) if settings.services.routing else None
 
     # --- wiring --------------------------------------------------------------------------
 
@@ -187,7 +187,7 @@ class Agent:
             max_last_contact=consul.max_last_contact,
             resync_interval=consul.resync_interval,
             metrics=self.metrics,
-            reserved_long_polls=len(RoutingFollower.KINDS) if self._routing else 0,  # one per config-entry kind
+            reserved_long_polls=len(RoutingFollower.KINDS) + 1 if self._routing else 0,  # per kind, and KV
         )
         self._watcher = self._watcher_factory(self._client, self._events.put, options)
         self._watcher.start(self.settings.services.tags)
@@ -254,7 +254,7 @@ class Agent:
             self._finish_probe(item)
         elif isinstance(item, Exception):
             self._finish_crash(item)
-        elif isinstance(item, ConfigEntriesChanged) and self._routing is not None:
+        elif isinstance(item, ConfigEntriesChanged | GrayRulesChanged) and self._routing is not None:
             self._execute(self.store.set_extra(self._routing.handle(item), self._clock()))
             self._quiescence.changed(self._clock())
         elif not isinstance(item, _Wake):

@@ -4,6 +4,7 @@ which refusals and notes were already logged (each is logged once, and counted).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 import structlog
@@ -13,7 +14,9 @@ from syncer.model import Desired, Server
 from syncer.planning.desired import plan
 from syncer.routing.compile import RoutingConfig, referenced_services
 from syncer.routing.entries import KINDS, Entry
-from syncer.routing.events import ConfigEntriesChanged
+from syncer.routing.events import ConfigEntriesChanged, GrayRulesChanged
+from syncer.routing.kv_rules import GrayRules
+from syncer.routing.kv_source import KVSource
 from syncer.routing.sources import ConfigEntrySource
 
 log = structlog.get_logger("syncer.routing")
@@ -22,22 +25,29 @@ log = structlog.get_logger("syncer.routing")
 class RoutingFollower:
     KINDS = KINDS  # one blocking watch per kind
 
-    def __init__(self) -> None:
+    def __init__(self, kv_prefix: str = "syncer/") -> None:
+        self.kv_prefix = kv_prefix
+        self.gray = GrayRules()  # KV stages 1-4 (docs/kv-layout.md)
         self.entries: dict[str, tuple[Entry, ...]] = {}
         self.previous: Desired | None = None
         self._logged: set[str] = set()
         self.ignored_total = 0  # fields nginx cannot honour, logged once per entry
         self.refused_total = 0
 
-    @staticmethod
-    def sources(client: ConsulClient) -> list[ConfigEntrySource]:
-        return [ConfigEntrySource(client, kind) for kind in KINDS]
+    def sources(self, client: ConsulClient) -> list[ConfigEntrySource | KVSource]:
+        return [*(ConfigEntrySource(client, kind) for kind in KINDS), KVSource(client, self.kv_prefix)]
 
     def config(self) -> RoutingConfig:
-        return RoutingConfig.of(e for kind in KINDS for e in self.entries.get(kind, ()))
+        config = RoutingConfig.of(e for kind in KINDS for e in self.entries.get(kind, ()))
+        return dataclasses.replace(config, gray=self.gray)
 
-    def handle(self, event: ConfigEntriesChanged) -> frozenset[str]:
+    def handle(self, event: ConfigEntriesChanged | GrayRulesChanged) -> frozenset[str]:
         """Take one answer; returns every service routing points at (to watch too)."""
+        if isinstance(event, GrayRulesChanged):  # the KV Source logged each refused key once
+            self.gray = event.rules
+            self.refused_total += sum(1 for r in event.rejections if r.key not in self._logged)
+            self._logged.update(r.key for r in event.rejections)
+            return frozenset(referenced_services(self.config()))
         self.entries[event.kind] = event.entries
         for line in event.refused:
             self._once("config entry refused", line, error=True)

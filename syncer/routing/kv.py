@@ -274,3 +274,13 @@ def parse_hosts(key: str, obj: Mapping[str, Any]) -> HostMap:
         table[stored] = target(key, field, raw_target)
     default = target(key, "default", obj["default"]) if obj.get("default") is not None else None
     return HostMap(tuple(sorted(exact.items())), tuple(sorted(wildcard.items())), default)
+
+
+_PREFIX = re.compile(r"^(?:[A-Za-z0-9_.-]+/)+$")
+
+
+def check_prefix(value: object) -> str:
+    """The KV prefix syncer reads (config ``[services] kv_prefix``): ``a/`` or ``a/b/``."""
+    if not isinstance(value, str) or len(value) > 256 or not _PREFIX.match(value) or "/../" in f"/{value}":
+        raise ValueError("must be folder names of letters, digits, '_', '.', '-', each ending in '/' (e.g. syncer/)")
+    return value
