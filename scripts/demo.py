@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import requests
+from demo_gray import SCENARIOS as GRAY_SCENARIOS  # scripts/demo_gray.py: seeds 001, 002
 from demo_routing import SCENARIOS  # scripts/demo_routing.py, beside this file
 
 from syncer.devconsul.server import DevConsul
@@ -61,8 +62,11 @@ def main() -> int:
     parser.add_argument("--mode", choices=("reload", "api", "both"), default="reload")
     parser.add_argument("--workdir", type=Path, default=ROOT / "run" / "demo")
     parser.add_argument("--keep", action="store_true", help="leave everything running until Ctrl-C")
-    parser.add_argument("--scenario", choices=["basic", *SCENARIOS], default="basic",
+    SCENARIOS.update(GRAY_SCENARIOS)
+    parser.add_argument("--scenario", choices=["basic", *sorted(SCENARIOS)], default="basic",
                         help="a traffic-steering story from the seeds (scripts/demo_routing.py)")  # fmt: skip
+    parser.epilog = "scenarios (seed numbers): " + "; ".join(  # demo_gray.py / demo_routing.py docstrings
+        f"{name}: {(fn.__doc__ or '').strip().splitlines()[0]}" for name, fn in sorted(SCENARIOS.items()))
     args = parser.parse_args()
     if args.scenario != "basic":
         work_root: Path = args.workdir / f"scenario-{args.scenario}"

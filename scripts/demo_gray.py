@@ -1,185 +1,223 @@
-"""Demo scenarios of seeds 001 and 002 (gray release from Consul KV), run from scripts/demo.py.
+"""Demo scenarios for gray release from Consul KV (`make demo SCENARIO=001|002`), run by
+scripts/demo.py.
 
-Each starts a dev Consul, real backends and, per mode, an nginx configured by
-`syncer nginx-example --routing-entry web`, fed by syncer's Sources, planner and real sink
-(``syncer.testing.steering``: what the agent runs once its Watcher carries them). Every
-count printed is of real HTTP requests through that nginx, each from its own loopback
-source address (127.0.0.2, 127.0.0.3, ...), as distinct clients.
+Each starts a dev Consul, echo backends, an nginx printed by `syncer nginx-example
+--routing-entry web` and the agent (`syncer run --routing`), writes KV values over
+Consul's HTTP API exactly as an operator would with curl, and counts where real requests
+through nginx land, each from its own loopback source address (127.0.0.2, 127.0.0.3, ...)
+as distinct clients.
+
+* 001 (seed 001, gray release by client address): clients on a KV list reach the `pre`
+  subset, everybody else `prod`; adding an address (read-modify-write with ``?cas=``)
+  moves that client on its next request.
+* 002 (seed 002, switch a Host's upstream at run time): the seed's open
+  `/ups_update?ups=` becomes a KV write through Consul's API, which needs an ACL token
+  (the agent reads with its own).
 """
 
 from __future__ import annotations
 
+import base64
 import collections
-import contextlib
-import http.client
 import json
+import os
 import secrets
+import signal
+import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import requests
 
 from syncer.devconsul.server import DevConsul
-from syncer.testing.backends import BackendFarm
 from syncer.testing.consul import ConsulWriter
-from syncer.testing.steering_nginx import Mode, SteeredNginx
+from syncer.testing.routing import EchoBackends, Mode, RoutingLab
 from syncer.testing.wait import wait_until
 
-MODES: tuple[Mode, ...] = ("reload", "api")
+SYNCER = [sys.executable, "-m", "syncer"]
+ENTRY = "web"
 
 
 def say(text: str) -> None:
     print(f"\n\033[1m==> {text}\033[0m" if sys.stdout.isatty() else f"\n==> {text}", flush=True)
 
 
-def fetch(port: int, source: str, host: str = "web", path: str = "/") -> str:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5, source_address=(source, 0))
-    try:
-        conn.request("GET", path, headers={"Host": host, "Connection": "close"})
-        response = conn.getresponse()
-        body = response.read().decode().strip()
-        return body if response.status == 200 else f"HTTP {response.status}"
-    finally:
-        conn.close()
-
-
-def counts(port: int, source: str, host: str = "web", n: int = 20) -> str:
-    seen = collections.Counter(fetch(port, source, host) for _ in range(n))
+def counts(lab: RoutingLab, source: str, host: str = ENTRY, n: int = 20) -> str:
+    seen = collections.Counter(lab.request("/", host=host, source=source).backend for _ in range(n))
     return "  ".join(f"{name}={count}" for name, count in sorted(seen.items()))
 
 
-def table(port: int, clients: list[str], host: str = "web", n: int = 20) -> None:
+def show(lab: RoutingLab, clients: list[str], host: str = ENTRY, n: int = 20) -> None:
     for client in clients:
-        print(f"    {n} requests from {client:<11} Host {host:<18} -> {counts(port, client, host, n)}")
+        print(f"    {n} requests from {client:<10} Host {host:<17} -> {counts(lab, client, host, n)}")
 
 
-def put_kv(url: str, key: str, value: Any, token: str | None = None, cas: int | None = None) -> requests.Response:
-    headers = {"X-Consul-Token": token} if token else {}
-    query = f"?cas={cas}" if cas is not None else ""
-    return requests.put(f"{url}/v1/kv/{key}{query}", data=json.dumps(value), headers=headers, timeout=5)
+class KV:
+    """Consul's KV API as an operator's curl uses it (token in a header, ``?cas=``)."""
+
+    def __init__(self, url: str, token: str | None = None) -> None:
+        self.url, self.headers = url, ({"X-Consul-Token": token} if token else {})
+
+    def put(self, key: str, value: Any, cas: int | None = None) -> requests.Response:
+        query = f"?cas={cas}" if cas is not None else ""
+        return requests.put(f"{self.url}/v1/kv/{key}{query}", data=json.dumps(value), headers=self.headers, timeout=5)
+
+    def get(self, key: str) -> tuple[Any, int]:
+        answer = requests.get(f"{self.url}/v1/kv/{key}", headers=self.headers, timeout=5)
+        answer.raise_for_status()
+        entry = answer.json()[0]
+        return json.loads(base64.b64decode(entry["Value"])), int(entry["ModifyIndex"])
 
 
-def modify_index(url: str, key: str, token: str | None = None) -> int:
-    headers = {"X-Consul-Token": token} if token else {}
-    entry = requests.get(f"{url}/v1/kv/{key}", headers=headers, timeout=5).json()[0]
-    return int(entry["ModifyIndex"])
+class Demo:
+    """Dev Consul, echo backends, nginx (`--routing-entry web`) and the agent, stopped in reverse."""
+
+    def __init__(self, mode: Mode, work: Path) -> None:
+        self.mode, self.work = mode, work
+        self.undo: list[Callable[[], object]] = []
+
+    def start(self, backends: dict[str, tuple[str, dict[str, str]]], acl: tuple[str, str] | None) -> RoutingLab:
+        """``backends``: name -> (service, meta); ``acl``: (operator token, agent token)."""
+        dev = DevConsul(port=0, acl_tokens=acl or ()).start()
+        self.undo.append(dev.stop)
+        self.consul = dev.url
+        print(f"    dev Consul (an in-memory stand-in, not Consul) on {dev.address}"
+              + (", ACLs on (default deny)" if acl else ""))  # fmt: skip
+        farm = EchoBackends(self.work / "backends", list(backends)).start()
+        self.undo.append(farm.stop)
+        writer = ConsulWriter(dev.url, token=acl[0] if acl else None)
+        self.undo.append(writer.close)
+        for name, (service, meta) in backends.items():
+            writer.register(service, name, farm.ports[name], meta=meta)
+        services = sorted({service for service, _ in backends.values()})
+        lab = RoutingLab(self.mode, self.work / "lab", dev.url, entries=(ENTRY,), services=(ENTRY,),
+                         worker_processes=2).start()  # fmt: skip
+        self.undo.append(lab.stop)
+        print(f"    nginx ({self.mode} mode, `syncer nginx-example --routing-entry {ENTRY}`) on 127.0.0.1:{lab.port}")
+        args = [*SYNCER, "run", "--mode", self.mode, *(a for s in services for a in ("--service", s)), "--routing",
+                "--consul-addr", dev.address, "--metrics-listen", "127.0.0.1:0", "--log-format", "console"]  # fmt: skip
+        if self.mode == "reload":
+            args += ["--output", str(lab.upstream_conf), "--nginx", lab.nginx.binary, "--nginx-prefix",
+                     str(lab.nginx.prefix), "--nginx-conf", str(lab.nginx.conf_path)]  # fmt: skip
+        else:
+            args += ["--api-endpoint", f"http://127.0.0.1:{lab.admin_port}", "--api-token-file", str(lab.token_file)]
+        env = os.environ.copy()
+        if acl:  # the agent's own token, from a file (never argv)
+            token_file = self.work / "consul.token"
+            token_file.write_text(acl[1] + "\n")
+            token_file.chmod(0o600)
+            args += ["--consul-token-file", str(token_file)]
+        log = (self.work / "agent.log").open("wb")
+        agent = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+        def stop() -> None:
+            agent.send_signal(signal.SIGTERM)
+            agent.wait(10)
+            log.close()
+
+        self.undo.append(stop)
+        print(f"    agent: syncer {' '.join(args[3:])}\n    agent log: {self.work / 'agent.log'}")
+        self.workers = {p.pid for p in lab.nginx.workers()}
+        return lab
+
+    def until(self, lab: RoutingLab, source: str, host: str, backend_prefix: str, what: str) -> float:
+        started = time.monotonic()
+        wait_until(
+            lambda: lab.request("/", host=host, source=source).backend.startswith(backend_prefix),
+            timeout=30,
+            interval=0.005,
+            message=what,
+        )
+        return time.monotonic() - started
+
+    def close(self, lab: RoutingLab | None, keep: bool) -> None:
+        if lab is not None:
+            self.workers.update(p.pid for p in lab.nginx.workers())
+            meaning = "a new pair per reload" if self.mode == "reload" else "the same two: no reload ever happened"
+            say("what it cost")
+            print(f"    nginx worker processes seen over the run: {len(self.workers)} ({meaning})")
+            if keep:
+                say(f"left running: curl --interface 127.0.0.2 -H 'Host: {ENTRY}' http://127.0.0.1:{lab.port}/")
+                signal.pause()
+        for undo in reversed(self.undo):
+            try:
+                undo()
+            except Exception as exc:  # keep tearing down the rest
+                print(f"    (cleanup: {exc})", file=sys.stderr)
 
 
-@contextlib.contextmanager
-def steered(
-    mode: Mode, work: Path, consul: DevConsul, services: tuple[str, ...], token: str | None
-) -> Iterator[SteeredNginx]:
-    nginx = SteeredNginx(mode, work / mode, consul.address, services, consul_token=token).start()
+def scenario_001(mode: Mode, work: Path, keep: bool) -> int:
+    """Seed 001: the gray list's clients reach pre, all others prod; adding one moves it."""
+    say(f"seed 001: gray release by client address, {mode} mode (files under {work})")
+    demo, lab = Demo(mode, work), None
     try:
-        nginx.sync()
-        if mode == "api":
-            nginx.steering.follow_kv()  # KV changes reach nginx by themselves: no reload
-        yield nginx
-    finally:
-        nginx.stop()
-
-
-def apply_change(nginx: SteeredNginx, source: str, host: str, expected: str) -> float:
-    """Reload mode: one sync (the agent's part). Api mode: the KV watch does it. Returns the
-    seconds until a request from ``source`` for ``host`` reached a backend named ``expected*``."""
-    started = time.monotonic()
-    if nginx.mode == "reload":
-        nginx.sync()
-    wait_until(
-        lambda: fetch(nginx.port, source, host).startswith(expected), timeout=15, interval=0.005, message=expected
-    )
-    return time.monotonic() - started
-
-
-def scenario_001(work: Path) -> None:
-    """Seed 001: clients on the gray list reach `pre`, everybody else `prod`; adding an
-    address moves that client on its next request (the seed kept the list in Redis and
-    read it on every request; here it is KV, pushed or rendered once per change)."""
-    say("seed 001: gray release by client address (KV list -> web's pre subset)")
-    with contextlib.ExitStack() as stack:
-        consul = DevConsul(port=0)
-        consul.start()
-        stack.callback(consul.stop)
-        farm = stack.enter_context(BackendFarm(work / "backends", ["prod-1", "prod-2", "pre-1"]))
-        writer = ConsulWriter(consul.url)
-        stack.callback(writer.close)
-        for name in farm.ports:
-            writer.register("web", name, farm.ports[name], meta={"version": name.split("-")[0]})
-        resolver = {
-            "Kind": "service-resolver", "Name": "web", "DefaultSubset": "prod",
-            "Subsets": {"prod": {"Filter": "Service.Meta.version == prod"},
-                        "pre": {"Filter": "Service.Meta.version == pre"}},
-        }  # fmt: skip
-        requests.put(f"{consul.url}/v1/config", json=resolver, timeout=5).raise_for_status()
-        key = "syncer/gray/web/lists/testers"
-        gray = {"target": {"service": "web", "subset": "pre"}, "addresses": ["127.0.0.2", "127.0.0.3"]}
-        put_kv(consul.url, key, gray).raise_for_status()
-        print(f"    Consul: web = prod-1, prod-2 (Meta.version=prod), pre-1 (pre); KV {key}:")
-        print(f"    {json.dumps(gray)}")
+        lab = demo.start({"prod-1": (ENTRY, {"version": "prod"}), "prod-2": (ENTRY, {"version": "prod"}),
+                          "pre-1": (ENTRY, {"version": "pre"})}, None)  # fmt: skip
+        resolver = {"Kind": "service-resolver", "Name": ENTRY, "DefaultSubset": "prod",
+                    "Subsets": {"prod": {"Filter": "Service.Meta.version == prod"},
+                                "pre": {"Filter": "Service.Meta.version == pre"}}}  # fmt: skip
+        requests.put(f"{demo.consul}/v1/config", json=resolver, timeout=5).raise_for_status()
+        print(
+            "    web: prod-1, prod-2 (Meta.version=prod), pre-1 (pre); service-resolver: subsets prod/pre, default prod"
+        )
+        kv, key = KV(demo.consul), "syncer/gray/web/lists/testers"
+        testers = {"target": {"service": ENTRY, "subset": "pre"}, "addresses": ["127.0.0.2", "127.0.0.3"]}
+        kv.put(key, testers).raise_for_status()
+        print(f"    PUT /v1/kv/{key} {json.dumps(testers)}")
+        demo.until(lab, "127.0.0.2", ENTRY, "pre-", "the agent's first sync with the list")
         clients = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
-        for mode in MODES:
-            with steered(mode, work, consul, ("web",), None) as nginx:
-                say(f"{mode} mode: nginx on 127.0.0.1:{nginx.port}")
-                table(nginx.port, clients)
-                index = modify_index(consul.url, key)
-                added = {**gray, "addresses": [*gray["addresses"], "127.0.0.4"]}
-                answer = put_kv(consul.url, key, added, cas=index).text.strip()
-                print(f"    PUT {key}?cas={index} adds 127.0.0.4 -> {answer}")
-                took = apply_change(nginx, "127.0.0.4", "web", "pre-")
-                how = "one reload" if mode == "reload" else "pushed, no reload"
-                print(f"    127.0.0.4's next requests go to pre ({how}; first seen after {took * 1000:.0f} ms):")
-                table(nginx.port, clients)
-                put_kv(consul.url, key, gray).raise_for_status()  # back, for the next mode
-                apply_change(nginx, "127.0.0.4", "web", "prod-")
+        say("the testers reach pre, everybody else prod")
+        show(lab, clients)
+        value, index = kv.get(key)
+        value["addresses"].append("127.0.0.4")
+        answer = kv.put(key, value, cas=index).text.strip()
+        say(f"add 127.0.0.4: GET the list, append, PUT ?cas={index} -> {answer}")
+        took = demo.until(lab, "127.0.0.4", ENTRY, "pre-", "127.0.0.4 on pre")
+        how = "after one reload" if mode == "reload" else "pushed, no reload"
+        print(f"    127.0.0.4's requests reach pre {took * 1000:.0f} ms after the write ({how}):")
+        show(lab, clients)
+        return 0
+    finally:
+        demo.close(lab, keep)
 
 
-def scenario_002(work: Path) -> None:
-    """Seed 002: which upstream serves a Host is switched at run time. The seed's
-    `/ups_update?ups=` changed it for anyone who could reach nginx; here the switch is a KV
-    write through Consul's API, which needs an ACL token (syncer reads with its own)."""
-    say("seed 002: switch the upstream of a Host at run time (KV Host map, ACL-protected)")
-    operator, reader = secrets.token_hex(16), secrets.token_hex(16)
-    with contextlib.ExitStack() as stack:
-        consul = DevConsul(port=0, acl_tokens=(operator, reader))
-        consul.start()
-        stack.callback(consul.stop)
-        farm = stack.enter_context(BackendFarm(work / "backends", ["default-1", "default-2", "lua-1", "lua-2"]))
-        writer = ConsulWriter(consul.url, token=operator)
-        stack.callback(writer.close)
-        for name in farm.ports:
-            service = "default-backend" if name.startswith("default") else "lua-backend"
-            writer.register(service, name, farm.ports[name])
-        key = "syncer/gray/web/hosts"
-        hosts = {
-            "hosts": {"shop.example.com": {"service": "default-backend"}},
-            "default": {"service": "default-backend"},
-        }
-        put_kv(consul.url, key, hosts, token=operator).raise_for_status()
-        print("    Consul (ACLs on, default deny): default-backend = default-1, default-2; lua-backend = lua-1, lua-2")
-        print(f"    KV {key}: {json.dumps(hosts)}")
+def scenario_002(mode: Mode, work: Path, keep: bool) -> int:
+    """Seed 002: switch which upstream serves a Host at run time, through an ACL-protected KV write."""
+    say(f"seed 002: switch a Host's upstream at run time, {mode} mode (files under {work})")
+    operator, agent_token = secrets.token_hex(16), secrets.token_hex(16)
+    demo, lab = Demo(mode, work), None
+    try:
+        lab = demo.start({"default-1": ("default-backend", {}), "default-2": ("default-backend", {}),
+                          "lua-1": ("lua-backend", {}), "lua-2": ("lua-backend", {}),
+                          "web-1": (ENTRY, {})}, (operator, agent_token))  # fmt: skip
+        print("    default-backend: default-1, default-2; lua-backend: lua-1, lua-2 (the seed's two upstreams)")
+        kv, key = KV(demo.consul, operator), "syncer/gray/web/hosts"
+        default = {"service": "default-backend"}
+        hosts = {"hosts": {"shop.example.com": default}, "default": default}
+        kv.put(key, hosts).raise_for_status()
+        print(f"    PUT /v1/kv/{key} (operator's token) {json.dumps(hosts)}")
+        demo.until(lab, "127.0.0.2", "shop.example.com", "default-", "the agent's first sync with the Host map")
+        say("every Host is served by default-backend")
+        for host in ("shop.example.com", "blog.example.com"):
+            show(lab, ["127.0.0.2"], host)
         switched = {**hosts, "hosts": {"shop.example.com": {"service": "lua-backend"}}}
-        for mode in MODES:
-            with steered(mode, work, consul, ("web", "default-backend", "lua-backend"), reader) as nginx:
-                say(f"{mode} mode: nginx on 127.0.0.1:{nginx.port}")
-                for host in ("shop.example.com", "blog.example.com"):
-                    table(nginx.port, ["127.0.0.2"], host)
-                refused = put_kv(consul.url, key, switched)
-                print(f"    PUT {key} without a token -> {refused.status_code} {refused.text.strip()[:90]}")
-                table(nginx.port, ["127.0.0.2"], "shop.example.com")
-                answer = put_kv(consul.url, key, switched, token=operator, cas=modify_index(consul.url, key, operator))
-                print(f"    PUT {key}?cas=... with the operator's token -> {answer.text.strip()}")
-                took = apply_change(nginx, "127.0.0.2", "shop.example.com", "lua-")
-                print(f"    shop.example.com now served by lua-backend (first seen after {took * 1000:.0f} ms):")
-                for host in ("shop.example.com", "blog.example.com"):
-                    table(nginx.port, ["127.0.0.2"], host)
-                put_kv(consul.url, key, hosts, token=operator).raise_for_status()  # back, for the next mode
-                apply_change(nginx, "127.0.0.2", "shop.example.com", "default-")
+        refused = KV(demo.consul).put(key, switched)
+        say("the seed's /ups_update?ups= let anyone switch; here a write needs a token")
+        print(f"    PUT /v1/kv/{key} without a token -> {refused.status_code} {refused.text.strip()[:100]}")
+        show(lab, ["127.0.0.2"], "shop.example.com")
+        _, index = kv.get(key)
+        answer = kv.put(key, switched, cas=index).text.strip()
+        say(f"switch shop.example.com to lua-backend: PUT ?cas={index} with the operator's token -> {answer}")
+        took = demo.until(lab, "127.0.0.2", "shop.example.com", "lua-", "shop.example.com on lua-backend")
+        print(f"    shop.example.com is served by lua-backend {took * 1000:.0f} ms after the write:")
+        for host in ("shop.example.com", "blog.example.com"):
+            show(lab, ["127.0.0.2"], host)
+        return 0
+    finally:
+        demo.close(lab, keep)
 
 
-SCENARIOS = {
-    "001": ("gray release by client address: a KV list sends testers to pre (seed 001)", scenario_001),
-    "002": ("switch a Host's upstream at run time, token-protected (seed 002)", scenario_002),
-}
+SCENARIOS: dict[str, Callable[[Mode, Path, bool], int]] = {"001": scenario_001, "002": scenario_002}
