@@ -79,8 +79,14 @@ class Demo:
         self.mode, self.work = mode, work
         self.undo: list[Callable[[], object]] = []
 
-    def start(self, backends: dict[str, tuple[str, dict[str, str]]], acl: tuple[str, str] | None) -> RoutingLab:
-        """``backends``: name -> (service, meta); ``acl``: (operator token, agent token)."""
+    def start(
+        self,
+        backends: dict[str, tuple[str, dict[str, str]]],
+        acl: tuple[str, str] | None,
+        setup: Callable[[str], None],
+    ) -> RoutingLab:
+        """``backends``: name -> (service, meta); ``acl``: (operator token, agent token);
+        ``setup(consul_url)`` writes entries and KV before the agent starts."""
         dev = DevConsul(port=0, acl_tokens=acl or ()).start()
         self.undo.append(dev.stop)
         self.consul = dev.url
@@ -93,6 +99,7 @@ class Demo:
         for name, (service, meta) in backends.items():
             writer.register(service, name, farm.ports[name], meta=meta)
         services = sorted({service for service, _ in backends.values()})
+        setup(dev.url)
         lab = RoutingLab(self.mode, self.work / "lab", dev.url, entries=(ENTRY,), services=(ENTRY,),
                          worker_processes=2).start()  # fmt: skip
         self.undo.append(lab.stop)
@@ -124,6 +131,7 @@ class Demo:
         return lab
 
     def until(self, lab: RoutingLab, source: str, host: str, backend_prefix: str, what: str) -> float:
+        """Seconds until a request from ``source`` for ``host`` reached a ``backend_prefix*``."""
         started = time.monotonic()
         wait_until(
             lambda: lab.request("/", host=host, source=source).backend.startswith(backend_prefix),
@@ -132,6 +140,18 @@ class Demo:
             message=what,
         )
         return time.monotonic() - started
+
+    def settled(self, lab: RoutingLab, want: list[tuple[str, str, str]]) -> None:
+        """Until every (source, host, backend prefix) holds for 10 requests in a row (first sync done)."""
+
+        def holds() -> bool:
+            return all(
+                lab.request("/", host=host, source=source).backend.startswith(prefix)
+                for source, host, prefix in want
+                for _ in range(10)
+            )
+
+        wait_until(holds, timeout=60, interval=0.05, message=f"the agent's first sync\n{self.work / 'agent.log'}")
 
     def close(self, lab: RoutingLab | None, keep: bool) -> None:
         if lab is not None:
@@ -154,21 +174,23 @@ def scenario_001(mode: Mode, work: Path, keep: bool) -> int:
     say(f"seed 001: gray release by client address, {mode} mode (files under {work})")
     demo, lab = Demo(mode, work), None
     try:
-        lab = demo.start({"prod-1": (ENTRY, {"version": "prod"}), "prod-2": (ENTRY, {"version": "prod"}),
-                          "pre-1": (ENTRY, {"version": "pre"})}, None)  # fmt: skip
         resolver = {"Kind": "service-resolver", "Name": ENTRY, "DefaultSubset": "prod",
                     "Subsets": {"prod": {"Filter": "Service.Meta.version == prod"},
                                 "pre": {"Filter": "Service.Meta.version == pre"}}}  # fmt: skip
-        requests.put(f"{demo.consul}/v1/config", json=resolver, timeout=5).raise_for_status()
-        print(
-            "    web: prod-1, prod-2 (Meta.version=prod), pre-1 (pre); service-resolver: subsets prod/pre, default prod"
-        )
-        kv, key = KV(demo.consul), "syncer/gray/web/lists/testers"
+        key = "syncer/gray/web/lists/testers"
         testers = {"target": {"service": ENTRY, "subset": "pre"}, "addresses": ["127.0.0.2", "127.0.0.3"]}
-        kv.put(key, testers).raise_for_status()
+
+        def setup(consul: str) -> None:
+            requests.put(f"{consul}/v1/config", json=resolver, timeout=5).raise_for_status()
+            KV(consul).put(key, testers).raise_for_status()
+
+        lab = demo.start({"prod-1": (ENTRY, {"version": "prod"}), "prod-2": (ENTRY, {"version": "prod"}),
+                          "pre-1": (ENTRY, {"version": "pre"})}, None, setup)  # fmt: skip
+        print("    web: prod-1, prod-2 (Meta.version=prod), pre-1 (pre); resolver subsets prod/pre, default prod")
+        kv = KV(demo.consul)
         print(f"    PUT /v1/kv/{key} {json.dumps(testers)}")
-        demo.until(lab, "127.0.0.2", ENTRY, "pre-", "the agent's first sync with the list")
         clients = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
+        demo.settled(lab, [(c, ENTRY, "pre-" if c in testers["addresses"] else "prod-") for c in clients])
         say("the testers reach pre, everybody else prod")
         show(lab, clients)
         value, index = kv.get(key)
@@ -190,16 +212,20 @@ def scenario_002(mode: Mode, work: Path, keep: bool) -> int:
     operator, agent_token = secrets.token_hex(16), secrets.token_hex(16)
     demo, lab = Demo(mode, work), None
     try:
-        lab = demo.start({"default-1": ("default-backend", {}), "default-2": ("default-backend", {}),
-                          "lua-1": ("lua-backend", {}), "lua-2": ("lua-backend", {}),
-                          "web-1": (ENTRY, {})}, (operator, agent_token))  # fmt: skip
-        print("    default-backend: default-1, default-2; lua-backend: lua-1, lua-2 (the seed's two upstreams)")
-        kv, key = KV(demo.consul, operator), "syncer/gray/web/hosts"
+        key = "syncer/gray/web/hosts"
         default = {"service": "default-backend"}
         hosts = {"hosts": {"shop.example.com": default}, "default": default}
-        kv.put(key, hosts).raise_for_status()
+        backends: dict[str, tuple[str, dict[str, str]]] = {
+            "default-1": ("default-backend", {}), "default-2": ("default-backend", {}),
+            "lua-1": ("lua-backend", {}), "lua-2": ("lua-backend", {}), "web-1": (ENTRY, {}),
+        }  # fmt: skip
+        lab = demo.start(
+            backends, (operator, agent_token), lambda url: KV(url, operator).put(key, hosts).raise_for_status()
+        )
+        print("    default-backend: default-1, default-2; lua-backend: lua-1, lua-2 (the seed's two upstreams)")
+        kv = KV(demo.consul, operator)
         print(f"    PUT /v1/kv/{key} (operator's token) {json.dumps(hosts)}")
-        demo.until(lab, "127.0.0.2", "shop.example.com", "default-", "the agent's first sync with the Host map")
+        demo.settled(lab, [("127.0.0.2", h, "default-") for h in ("shop.example.com", "blog.example.com")])
         say("every Host is served by default-backend")
         for host in ("shop.example.com", "blog.example.com"):
             show(lab, ["127.0.0.2"], host)
