@@ -10,22 +10,24 @@ map. wrk sends from 127.0.0.1 with a Host in neither, so every stage looks up an
 the other side's. Rounds alternate which side goes first; the verdict is the median of
 the per-round ratios, so a drift in the shared machine's load cancels out.
 
-Propagation (api mode): a KV write that adds (then removes) one loopback address to the
-10,000-entry list, timed from just before the PUT to the first request from that address
-answered by the list's pool. The change travels Consul's blocking query -> KVSource ->
-plan -> ApiSink (PUT /routes, the whole table) -> the Lua router's per-request version
-check, which recompiles the table in that worker.
+Propagation (api mode), through the real agent (`syncer run --routing`, quiescence 0 as
+the benchmark's api agent): a KV write that puts one loopback address into (then out of)
+the 10,000-entry list, timed from just before the PUT to the first request from that
+address answered by the list's pool. The change travels Consul's blocking query ->
+KVSource on the Watcher -> plan -> ApiSink (PUT /routes, the whole table) -> the Lua
+router's per-request version check, which recompiles the table in that worker.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
 import ipaddress
 import json
 import random
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -35,14 +37,16 @@ from typing import Any
 
 import requests
 
-from bench import procfs
+from bench import machine, procfs
 from bench.analysis import percentile
 from bench.load import Wrk, WrkResult, wrk_binary
 from bench.settings import Settings, default_settings, quick_settings
 from syncer.devconsul.server import DevConsul
 from syncer.testing.backends import BackendFarm
 from syncer.testing.consul import ConsulWriter
+from syncer.testing.routing import RoutingLab
 from syncer.testing.steering_nginx import Mode, SteeredNginx
+from syncer.testing.wait import wait_until
 
 LIST_ENTRIES = 10_000
 HOST_ENTRIES = 1_000
@@ -127,6 +131,7 @@ class GrayResult:
     rounds: int
     throughput: list[ModeThroughput] = field(default_factory=list)
     propagation_ms: list[float] = field(default_factory=list)
+    loadavg: tuple[str, str] = ("", "")  # before, after: the machine is shared
 
     def p(self, q: float) -> float | None:
         return percentile(self.propagation_ms, q)
@@ -151,6 +156,7 @@ class GrayResult:
                 for t in self.throughput
             ],
             "propagation_ms": self.propagation_ms,
+            "loadavg": self.loadavg,
         }
 
 
@@ -170,24 +176,59 @@ def _measure(nginx: SteeredNginx, side: Side, settings: Settings, workdir: Path)
     side.cpu_us.append((_workers_cpu(nginx) - before) / max(1, result.requests) * 1e6)
 
 
-def _fetch(port: int, source: str) -> str:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5, source_address=(source, 0))
-    try:
-        conn.request("GET", "/", headers={"Host": "web", "Connection": "close"})
-        response = conn.getresponse()
-        return response.read().decode().strip()
-    finally:
-        conn.close()
-
-
-def _time_change(consul_url: str, key: str, value: dict[str, Any], port: int, source: str, want: str) -> float:
+def _time_change(consul_url: str, key: str, value: dict[str, Any], lab: RoutingLab, source: str, want: str) -> float:
     started = time.monotonic()
     requests.put(f"{consul_url}/v1/kv/{key}", data=json.dumps(value), timeout=5).raise_for_status()
     deadline = started + 10
     while time.monotonic() < deadline:
-        if _fetch(port, source).startswith(want):
+        if lab.request("/", source=source).backend.startswith(want):
             return (time.monotonic() - started) * 1000
     raise RuntimeError(f"{source} never reached {want} within 10 s")
+
+
+def _propagation(
+    settings: Settings, workdir: Path, consul: DevConsul, gray_list: dict[str, Any], samples: int
+) -> list[float]:
+    """The agent (api mode) against the same Consul, on the default KV prefix."""
+    addresses: list[str] = gray_list["addresses"]
+    key = f"syncer/{LIST_KEY}"
+    requests.put(f"{consul.url}/v1/kv/{key}", data=json.dumps(gray_list), timeout=5).raise_for_status()
+    with contextlib.ExitStack() as stack:  # the instances registered by run_gray serve here too
+        lab = RoutingLab("api", workdir / "gray-agent", consul.url, worker_processes=settings.worker_processes)
+        lab.start()
+        stack.callback(lab.stop)
+        log_path = workdir / "gray-agent.log"
+        log = log_path.open("wb")
+        stack.callback(log.close)
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "syncer", "run", "--mode", "api", "--service", "web", "--routing",
+             "--consul-addr", consul.address, "--metrics-listen", "127.0.0.1:0", "--log-format", "json",
+             "--quiescence-min", "0", "--quiescence-max", "0",
+             "--api-endpoint", f"http://127.0.0.1:{lab.admin_port}", "--api-token-file", str(lab.token_file)],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+        def stop_agent() -> None:
+            agent.send_signal(signal.SIGTERM)
+            try:
+                agent.wait(10)
+            except subprocess.TimeoutExpired:
+                agent.kill()
+                agent.wait(5)
+
+        stack.callback(stop_agent)
+        wait_until(
+            lambda: lab.request("/", source="127.0.0.1").backend.startswith("prod-"),
+            timeout=60,
+            message=f"the agent's first sync ({log_path})",
+        )
+        times: list[float] = []
+        for i in range(samples):
+            source = f"127.0.0.{100 + i % 100}"
+            changed = {**gray_list, "addresses": [source, *addresses[1:]]}  # still 10,000 entries
+            times.append(_time_change(consul.url, key, changed, lab, source, "pre-"))
+            times.append(_time_change(consul.url, key, gray_list, lab, source, "prod-"))
+        return times
 
 
 def run_gray(settings: Settings, workdir: Path) -> GrayResult:
@@ -196,6 +237,7 @@ def run_gray(settings: Settings, workdir: Path) -> GrayResult:
     gray_list = {"target": {"service": "web", "subset": "pre"}, "addresses": addresses}
     rounds = max(2, settings.hotpath_rounds)
     result = GrayResult(settings.quick, len(addresses), HOST_ENTRIES, settings.hotpath_seconds, rounds)
+    before = machine.loadavg()
     with contextlib.ExitStack() as stack:
         consul = DevConsul(port=0)
         consul.start()
@@ -239,18 +281,10 @@ def run_gray(settings: Settings, workdir: Path) -> GrayResult:
                         f"(failed {none_run.failed}/{rules_run.failed}), ratio {row.ratios[-1]:.3f}"
                     )
                 result.throughput.append(row)
-                if mode == "api":
-                    rules.steering.follow_kv()
-                    samples = 10 if settings.quick else 50
-                    for i in range(samples):
-                        source = f"127.0.0.{100 + i % 100}"
-                        grown = {**gray_list, "addresses": [source, *addresses[1:]]}  # still 10,000
-                        key = f"with/{LIST_KEY}"
-                        result.propagation_ms.append(_time_change(consul.url, key, grown, rules.port, source, "pre-"))
-                        result.propagation_ms.append(
-                            _time_change(consul.url, key, gray_list, rules.port, source, "prod-")
-                        )
-                    say(f"api propagation p50 {result.p(50):.1f} ms, p99 {result.p(99):.1f} ms")
+        samples = 10 if settings.quick else 50
+        result.propagation_ms = _propagation(settings, workdir, consul, gray_list, samples)
+        say(f"api propagation p50 {result.p(50):.1f} ms, p99 {result.p(99):.1f} ms")
+    result.loadavg = (before, machine.loadavg())
     return result
 
 
@@ -267,7 +301,8 @@ def section(result: GrayResult) -> list[str]:
         f"{result.list_entries:,}-entry client-address list and a {result.host_entries:,}-entry Host map "
         f"(wrk from 127.0.0.1, Host `{MISS_HOST}`: every stage looks up and misses, then Consul's chain). "
         f"{result.rounds} alternating rounds of {result.seconds:g} s; ratio = median of per-round ratios. "
-        f"Target: >= {TARGET_RATIO:.0%}.",
+        f"Target: >= {TARGET_RATIO:.0%}. Load average before / after: {result.loadavg[0]} / {result.loadavg[1]} "
+        "(a shared machine: the worker CPU per request is the steadier figure).",
         "",
         "| mode | req/s, no rules | req/s, rules | ratio | p99 ms, no rules | p99 ms, rules | "
         "worker CPU us/req, no rules | rules | failed | verdict |",
@@ -289,9 +324,9 @@ def section(result: GrayResult) -> list[str]:
             f"p50 {p50 or 0:.1f} ms, p99 {p99 or 0:.1f} ms, max {worst:.1f} ms - target p99 <= "
             f"{PROPAGATION_P99_MS:g} ms: {_verdict((p99 or 0) <= PROPAGATION_P99_MS)}.",
             "",
-            "The path: Consul blocking query -> KVSource (validation, flattening happens in planning) -> plan -> "
-            "ApiSink PUT /routes/web (the whole table, ~0.5 MB) -> the next request's version check recompiles "
-            "the table in its worker. The agent proper will add its quiescence window (0 by default in api mode).",
+            "Through the real agent (`syncer run --routing`, api mode, quiescence 0): Consul blocking query -> "
+            "KVSource on the Watcher (validation) -> plan (flattening) -> ApiSink PUT /routes/web (the whole "
+            "table, ~0.5 MB) -> the next request's version check recompiles the table in its worker.",
         ]
     return lines
 
