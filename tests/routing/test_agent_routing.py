@@ -25,16 +25,6 @@ def echo(tmp_path: Path) -> Iterator[EchoBackends]:
     farm.stop()
 
 
-def agent_args(lab: RoutingLab, consul: str) -> list[str]:
-    args = ["run", "--mode", lab.mode, "--consul-addr", consul, "--service", "web", "--routing",
-            "--log-format", "json", "--metrics-listen", "127.0.0.1:0"]  # fmt: skip
-    if lab.mode == "reload":
-        return [*args, "--output", str(lab.upstream_conf), "--nginx", lab.nginx.binary,
-                "--nginx-prefix", str(lab.nginx.prefix), "--nginx-conf", str(lab.nginx.conf_path),
-                "--quiescence-min", "0.05", "--quiescence-max", "0.5"]  # fmt: skip
-    return [*args, "--api-endpoint", f"http://127.0.0.1:{lab.admin_port}", "--api-token-file", str(lab.token_file)]
-
-
 @pytest.mark.parametrize("mode", BOTH_MODES)
 def test_agent_follows_router_and_splitter(
     mode: Mode, tmp_path: Path, echo: EchoBackends, start_agent: StartAgent
@@ -47,7 +37,7 @@ def test_agent_follows_router_and_splitter(
                 {"Match": {"HTTP": {"PathPrefix": "/new/"}}, "Destination": {"ServiceSubset": "v2"}}]}):  # fmt: skip
             assert requests.put(f"{dev.url}/v1/config", json=entry, timeout=5).text == "true"
         lab = RoutingLab(mode, tmp_path / "lab", dev.url).start()
-        agent = start_agent(agent_args(lab, dev.address))
+        agent = start_agent(lab.agent_args(dev.address, quiescence=(0.05, 0.5)))
         try:
             wait_until(lambda: lab.request("/new/x").backend == "v2a", timeout=20, message=f"routed\n{agent.log()}")
             assert lab.request("/old").backend == "v1a"
