@@ -157,7 +157,7 @@ class Agent:
         self._next_anti_entropy = 0.0
         self._in_flight: dict[str, float] = {}  # changes the running apply carries
         self.last_result: ApplyResult | None = None
-        self._routing = RoutingFollower() if settings.services.routing else None  # docs/routing.md
+        self._routing = RoutingFollower(self.metrics.registry) if settings.services.routing else None  # routing.md
 
     # --- wiring --------------------------------------------------------------------------
 

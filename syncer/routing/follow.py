@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import structlog
+from prometheus_client import CollectorRegistry, Counter
 
 from syncer.discovery.client import ConsulClient
 from syncer.model import Desired, Server
@@ -22,12 +23,22 @@ log = structlog.get_logger("syncer.routing")
 class RoutingFollower:
     KINDS = KINDS  # one blocking watch per kind
 
-    def __init__(self) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.entries: dict[str, tuple[Entry, ...]] = {}
         self.previous: Desired | None = None
         self._logged: set[str] = set()
-        self.ignored_total = 0  # fields nginx cannot honour, logged once per entry
-        self.refused_total = 0
+        self.ignored = Counter(
+            "syncer_routing_fields_ignored_total",
+            "Config entry fields nginx cannot honour, logged once per entry version",
+            ["kind"],
+            registry=registry,
+        )
+        self.refused = Counter(
+            "syncer_routing_refusals_total",
+            "Config entries refused and routing chains that could not be compiled (last good kept)",
+            ["kind"],
+            registry=registry,
+        )
 
     @staticmethod
     def sources(client: ConsulClient) -> list[ConfigEntrySource]:
@@ -40,9 +51,9 @@ class RoutingFollower:
         """Take one answer; returns every service routing points at (to watch too)."""
         self.entries[event.kind] = event.entries
         for line in event.refused:
-            self._once("config entry refused", line, error=True)
+            self._once("config entry refused", line, kind=event.kind)
         for line in event.ignored:
-            self.ignored_total += 1
+            self.ignored.labels(event.kind).inc()
             log.warning("config entry field ignored", detail=line)
         return frozenset(referenced_services(self.config()))
 
@@ -50,18 +61,18 @@ class RoutingFollower:
         desired, report = plan(services, self.config(), self.previous)
         if report is not None:
             for entry, why in sorted(report.errors.items()):
-                self._once("routing chain broken; last good table kept", f"{entry}: {why}", error=True)
+                self._once("routing chain broken; last good table kept", f"{entry}: {why}", kind="chain")
             for note in report.notes:
                 self._once("routing entry not applied", note)
         self.previous = desired
         return desired
 
-    def _once(self, message: str, detail: str, *, error: bool = False) -> None:
+    def _once(self, message: str, detail: str, *, kind: str | None = None) -> None:
         if detail in self._logged:
             return
         self._logged.add(detail)
-        if error:
-            self.refused_total += 1
+        if kind is not None:
+            self.refused.labels(kind).inc()
             log.error(message, detail=detail)
         else:
             log.warning(message, detail=detail)
