@@ -3,6 +3,8 @@ Sources on the Watcher, planning with the entries, the sink of each mode, real n
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from syncer.testing.routing import EchoBackends, RoutingLab
 from syncer.testing.wait import wait_until
 from tests.conftest import StartAgent
 from tests.routing.conformance import HTTP, RESOLVER
-from tests.stack import BOTH_MODES, Mode
+from tests.stack import BOTH_MODES, NEEDS_NGINX, Mode
 
 
 @pytest.fixture
@@ -50,5 +52,28 @@ def test_agent_follows_router_and_splitter(
                 assert {p.pid for p in lab.nginx.workers()} == workers  # no reload in api mode
         finally:
             agent.stop()
+            lab.stop()
+            writer.close()
+
+
+@NEEDS_NGINX
+def test_once_writes_the_routing_files(tmp_path: Path, echo: EchoBackends) -> None:
+    with DevConsul(port=0) as dev:
+        writer = ConsulWriter(dev.url)
+        writer.register("web", "v1a", echo.ports["v1a"], meta={"version": "1"})
+        writer.register("web", "v2a", echo.ports["v2a"], meta={"version": "2"})
+        for entry in (HTTP, RESOLVER, {"Kind": "service-router", "Name": "web", "Routes": [
+                {"Match": {"HTTP": {"PathPrefix": "/new/"}}, "Destination": {"ServiceSubset": "v2"}}]}):  # fmt: skip
+            assert requests.put(f"{dev.url}/v1/config", json=entry, timeout=5).text == "true"
+        lab = RoutingLab("reload", tmp_path / "lab", dev.url).start()
+        try:
+            args = lab.agent_args(dev.address)
+            args[0] = "once"
+            command = [sys.executable, "-m", "syncer", *args]
+            done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+            assert done.returncode == 0, done.stdout + done.stderr
+            wait_until(lambda: lab.request("/new/x").backend == "v2a", timeout=10, message="the reloaded workers")
+            assert lab.request("/x").backend == "v1a"
+        finally:
             lab.stop()
             writer.close()
