@@ -4,9 +4,11 @@
 table into variables:
 
 * one ``map`` per match condition (``$uri``, ``$request_method``, ``$http_<name>``,
-  ``$arg_<name>``) giving 1 or 0; one ``map`` per route ANDing them;
-* a chooser ``map`` over the composite key of all route bits whose regexes are tried in
-  file order (nginx's map does that), so the first matching route wins;
+  ``$arg_<name>``) giving 1 or 0;
+* map chains over them: ``map $c0 $x { 1 $c1; default 0; }`` is "c0 and c1" and
+  ``map $route0 $y { 1 0; default $z; }`` is "route 0, else whatever $z says". nginx
+  evaluates a map's value only when it is chosen, so both short-circuit: a condition is
+  tested only when the ones before it held, and a route only when no earlier one matched;
 * ``split_clients`` per split action (0.01 % resolution, keyed on ``$request_id`` or the
   sticky key), and ``$syncer_pool_<entry>``: the pool (upstream) to proxy to;
 * maps for the prefix rewrite and the header values of the chosen route.
@@ -70,6 +72,17 @@ class CondMap:
 
 
 @dataclass
+class Link:
+    """``map $source $var { 1 <then>; default <otherwise>; }``: nginx evaluates map values
+    lazily, so a chain of these is a short-circuit AND, and an ordered first match."""
+
+    source: str
+    var: str
+    then: str
+    otherwise: str
+
+
+@dataclass
 class SplitView:
     var: str
     key: str  # the variable split_clients hashes
@@ -92,10 +105,8 @@ class EntryView:
     name: str
     e: str
     conds: list[CondMap] = field(default_factory=list)
-    route_bits: list[tuple[str, Quoted, str]] = field(default_factory=list)  # (var, key, all-ones)
-    chooser_key: Quoted = field(default_factory=lambda: Quoted('"0"'))
-    chooser: list[tuple[Quoted, int]] = field(default_factory=list)
-    chooser_none: str = ""  # all route bits 0: an exact key, found without running a regex
+    links: list[Link] = field(default_factory=list)
+    route: str = "d"  # what $syncer_route_<entry> is: the first link's variable, or a constant
     pool_map: list[tuple[str, str]] = field(default_factory=list)
     pool_default: str = ""
     splits: list[SplitView] = field(default_factory=list)
@@ -190,27 +201,33 @@ def sticky_source(action: Action) -> str:
 def entry_view(table: RouteTable) -> EntryView:
     e = var_suffix(table.entry)
     view = EntryView(table.entry, e)
-    bits: list[str] = []
     actions: list[tuple[str, Action]] = []
+    bits: list[str | None] = []  # per route: the variable that is 1 when it matches; None: always
     for i, route in enumerate(table.routes):
         names = []
         for j, cond in enumerate(conditions(route.match)):
             var = f"syncer_c_{e}_{i}_{j}"
             view.conds.append(CondMap(var, cond.var, quote("~" + cond.pattern), cond.invert))
             names.append(var)
-        if not names:
-            bits.append("1")
-        elif len(names) == 1:
-            bits.append(f"${names[0]}")
-        else:
-            var = f"syncer_r_{e}_{i}"
-            view.route_bits.append((var, quote("".join(f"${n}" for n in names)), "1" * len(names)))
-            bits.append(f"${var}")
-        view.chooser.append((quote(f"~^.{{{i}}}1" if i else "~^1"), i))
+        # AND, short-circuit: condition j is evaluated only when the ones before it hold
+        bit = names[-1] if names else None
+        for j in range(len(names) - 2, -1, -1):
+            var = f"syncer_a_{e}_{i}_{j}"
+            view.links.append(Link(names[j], var, f"${bit}", "0"))
+            bit = var
+        bits.append(bit)
         actions.append((str(i), route.action))
-    if bits:
-        view.chooser_key = quote("".join(bits))
-        view.chooser_none = "0" * len(bits)
+    # first match: route i's bit is evaluated only when no route before it matched
+    chosen = "d"
+    for i in range(len(bits) - 1, -1, -1):
+        bit = bits[i]
+        if bit is None:
+            chosen = str(i)
+            continue
+        var = f"syncer_from_{e}_{i}"
+        view.links.append(Link(bit, var, str(i), chosen))
+        chosen = f"${var}"
+    view.route = chosen
     actions.append(("d", table.default))
     for key, action in actions:
         target = action.single
