@@ -12,6 +12,8 @@ from typing import Any
 from bench.analysis import ModeSummary, Spread, WindowSummary
 from bench.hotpath import HotpathResult
 from bench.machine import Machine
+from bench.routing import RoutingBench
+from bench.routing import section as routing_section
 from bench.settings import Settings
 
 API_PROPAGATION_P99_MS = 50.0
@@ -30,6 +32,7 @@ SECTIONS = (
     "## Scenario: High churn",
     "## Propagation latency, all changes",
     "## Syncer cost",
+    "## Traffic steering (Consul L7 entries)",
     "## Method",
     "## Caveats",
 )
@@ -47,6 +50,7 @@ class RunResult:
     hotpath: HotpathResult
     modes: list[ModeSummary]
     figures: dict[str, str] = field(default_factory=dict)  # key -> file name in the output folder
+    routing: RoutingBench | None = None  # bench/routing.py
 
 
 def ms(value: float | None, digits: int = 1) -> str:
@@ -555,6 +559,7 @@ def render(result: RunResult) -> str:
     lines += scenario_sections(result)
     lines += [*propagation_section(result), ""]
     lines += [*cost_section(result), ""]
+    lines += routing_section(result.routing)
     lines += [*method_section(result), ""]
     lines += caveats_section(result)
     return "\n".join(lines) + "\n"
@@ -588,6 +593,7 @@ def to_json(result: RunResult) -> dict[str, Any]:
             for m in result.modes
         ],
         "figures": result.figures,
+        "routing": result.routing.to_dict() if result.routing else None,
     }
 
 

@@ -29,6 +29,7 @@ from bench.hotpath import run_hotpath
 from bench.load import wrk_binary
 from bench.mode_run import ModeRun, run_mode, say
 from bench.ports import start_with_fresh_ports
+from bench.routing import run_routing
 from bench.scenarios import plan
 from bench.settings import Settings, default_settings, quick_settings
 from bench.stack import Mode
@@ -104,6 +105,7 @@ def run(settings: Settings, out: Path, workdir: Path, command: str) -> Path:
         stack.callback(backends.stop)
         say(f"{len(backends.ports)} backends up")
         hotpath = run_hotpath(settings, backends, hot_names, workdir)
+        routing_rows = run_routing(settings, workdir)  # issue 10: bench/routing.py
         for mode in MODES:
             runs.append(run_mode(mode, settings, scenarios, backends, pools[mode], workdir))
         backends.stop()  # flushes the request log
@@ -122,6 +124,7 @@ def run(settings: Settings, out: Path, workdir: Path, command: str) -> Path:
         settings=settings,
         hotpath=hotpath,
         modes=summaries,
+        routing=routing_rows,
     )
     result.figures["hotpath"] = plots.hotpath_figure(hotpath, out / "hotpath.png").name
     result.figures["propagation"] = plots.propagation_figure(

@@ -87,13 +87,8 @@ class Demo:
                          worker_processes=2).start()  # fmt: skip
         self.undo.append(lab.stop)
         print(f"    nginx ({self.mode} mode, `syncer nginx-example --routing-entry {ENTRY}`) on 127.0.0.1:{lab.port}")
-        args = [*SYNCER, "run", "--mode", self.mode, "--service", ENTRY, "--routing", "--consul-addr", dev.address,
-                "--metrics-listen", "127.0.0.1:0", "--log-format", "console"]  # fmt: skip
-        if self.mode == "reload":
-            args += ["--output", str(lab.upstream_conf), "--nginx", lab.nginx.binary, "--nginx-prefix",
-                     str(lab.nginx.prefix), "--nginx-conf", str(lab.nginx.conf_path)]  # fmt: skip
-        else:
-            args += ["--api-endpoint", f"http://127.0.0.1:{lab.admin_port}", "--api-token-file", str(lab.token_file)]
+        args = [*SYNCER, *lab.agent_args(dev.address)]
+        args[args.index("json")] = "console"
         log = (self.work / "agent.log").open("wb")
         agent = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
 

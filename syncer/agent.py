@@ -157,7 +157,9 @@ class Agent:
         self._next_anti_entropy = 0.0
         self._in_flight: dict[str, float] = {}  # changes the running apply carries
         self.last_result: ApplyResult | None = None
-        self._routing = RoutingFollower(settings.services.kv_prefix) if settings.services.routing else None
+        self._routing = (  # docs/routing.md, docs/kv-layout.md
+            RoutingFollower(self.metrics.registry, settings.services.kv_prefix) if settings.services.routing else None
+        )
 
     # --- wiring --------------------------------------------------------------------------
 

@@ -93,13 +93,14 @@ def is_ipv6(address: str) -> bool:
 
 def rendered_view(
     servers: tuple[Server, ...],
-) -> tuple[tuple[Server, str, tuple[str, ...], tuple[tuple[str, str], ...]], ...]:
-    """Everything a template may print: nginx's fields plus instance ID, tags and meta.
+) -> tuple[tuple[object, ...], ...]:
+    """Everything a template may print: nginx's fields plus instance ID, tags and meta;
+    and what a service-resolver subset may select on (node, node meta, status).
 
     A change here is a change to act on (the sink still skips a reload when the rendered
-    bytes come out the same); ``Server`` equality alone ignores the last three.
+    bytes come out the same); ``Server`` equality alone ignores the rest.
     """
-    return tuple((s, s.instance_id, s.tags, s.meta) for s in servers)
+    return tuple((s, s.instance_id, s.tags, s.meta, s.node, s.node_meta, s.status) for s in servers)
 
 
 def make_upstream(name: str, servers: list[Server] | tuple[Server, ...]) -> Upstream:

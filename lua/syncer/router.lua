@@ -25,12 +25,13 @@ local ngx = ngx
 local ngx_var = ngx.var
 local re_find, re_match = ngx.re.find, ngx.re.match
 local band, bxor, rshift, lshift, tobit = bit.band, bit.bxor, bit.rshift, bit.lshift, bit.tobit
-local byte, floor = string.byte, math.floor
+local byte, sub, floor, random = string.byte, string.sub, math.floor, math.random
 local ipairs, type = ipairs, type
 
 local _M = {}
 
 local cache = {} -- entry -> { v = version, t = table or false }
+local seeded = false
 
 -- 32-bit multiply modulo 2^32 (LuaJIT numbers are doubles: split one factor).
 local function mul32(a, b)
@@ -108,11 +109,19 @@ local function pick(action)
     if #legs == 1 then
         return legs[1].pool
     end
-    local key = ngx_var[action.key]
+    local h
+    local name = action.key
+    local key = name ~= "request_id" and ngx_var[name] or nil
     if key == nil or key == "" then
-        key = ngx_var.request_id
+        -- no sticky key: a uniform pick, as split_clients on $request_id (without making one)
+        if not seeded then
+            math.randomseed(ngx.now() * 1000 + ngx.worker.pid())
+            seeded = true
+        end
+        h = floor(random() * 4294967296)
+    else
+        h = murmur2(key)
     end
-    local h = murmur2(key)
     local bounds = action.bounds
     for i = 1, #legs - 1 do
         if h < bounds[i] then
@@ -158,10 +167,29 @@ local function consul_stage(entry)
         return entry -- no table: the entry service's own pool
     end
     local action = t.default
+    local values = {} -- each variable is read from nginx once per request
     for _, r in ipairs(t.routes) do
         local ok = true
         for _, cond in ipairs(r.conds) do
-            local hit = re_find(ngx_var[cond.var] or "", cond.re, "jo") ~= nil
+            local name = cond.var
+            local value = values[name]
+            if value == nil then
+                value = ngx_var[name] or ""
+                values[name] = value
+            end
+            local hit
+            local lit = cond.lit
+            if lit == nil then
+                hit = re_find(value, cond.re, "jo") ~= nil
+            elseif lit == "prefix" then
+                hit = sub(value, 1, #cond.text) == cond.text
+            elseif lit == "exact" then
+                hit = value == cond.text
+            elseif lit == "suffix" then
+                hit = #value >= #cond.text and sub(value, -#cond.text) == cond.text
+            else -- "nonempty"
+                hit = value ~= ""
+            end
             if hit == cond.invert then
                 ok = false
                 break

@@ -29,6 +29,8 @@ local _M = {}
 local MAX_ROUTES, MAX_CONDS, MAX_LEGS, MAX_HEADERS = 256, 64, 64, 32
 local MAX_REGEX, MAX_VALUE = 1100, 1024
 local UNITS = 10000
+-- plain string tests the router may do instead of the (equivalent) regex
+local LITERALS = { prefix = true, exact = true, suffix = true, nonempty = true }
 
 local function show(v)
     return validate.show(v)
@@ -130,7 +132,8 @@ function _M.check(t)
             return nil, where .. " must have conds (at most " .. MAX_CONDS .. ")"
         end
         for j, c in ipairs(r.conds) do
-            if type(c) ~= "table" or not var_ok(c.var) or type(c.invert) ~= "boolean" then
+            if type(c) ~= "table" or not var_ok(c.var) or type(c.invert) ~= "boolean"
+                or (c.lit ~= nil and not LITERALS[c.lit]) or (c.lit ~= nil and not value_ok(c.text)) then
                 return nil, where .. ".conds[" .. j .. "] is invalid: " .. show(c)
             end
             local ok, err = regex_ok(c.re)

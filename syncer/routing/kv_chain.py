@@ -3,8 +3,9 @@
 ``attach_gray`` resolves an entry's KV targets with the chain's own resolution (subset
 from the service-resolver, default subset, redirect, failover) and puts the result on
 the entry's ``RouteTable``. ``with_gray`` puts the gray variable in front of the
-reload-mode chooser: when a KV stage answered, the route is ``g`` (no router route, so no
-rewrite or header change) and the pool is the gray variable's value.
+reload-mode route chain: when a KV stage answered, the route is ``g`` (no router route, so
+no rewrite or header change; the router's conditions are not even evaluated) and the pool
+is the gray variable's value.
 """
 
 from __future__ import annotations
@@ -40,14 +41,12 @@ def attach_gray(table: RouteTable, rules: EntryRules | None, target: Callable[[s
 def with_gray(view: EntryView, table: RouteTable) -> EntryView:
     if table.gray is None:
         return view
-    from syncer.routing.render import Quoted  # noqa: PLC0415 - render.py imports this module
+    from syncer.routing.render import Link  # noqa: PLC0415 - render.py imports this module
 
-    var = gray_var(table.entry)
-    key = view.chooser_key[1:-1]  # drop the quotes of the Quoted string
-    view.chooser_key = Quoted(f'"${var}|{key}"')
-    view.chooser = [
-        (Quoted('"~^[^|]"'), GRAY_ROUTE),  # type: ignore[list-item]  # printed as is, like the indexes
-        *((Quoted('"~^\\|' + pattern[3:]), index) for pattern, index in view.chooser),
-    ]
-    view.pool_map = [(GRAY_ROUTE, f"${var}"), *view.pool_map]
+    gray = gray_var(table.entry)
+    # "$<gray>_set" is 1 when a KV stage answered (render_gray); only then is it route "g"
+    var = f"syncer_gw_{view.e}"
+    view.links.append(Link(f"{gray}_set", var, GRAY_ROUTE, view.route))
+    view.route = f"${var}"
+    view.pool_map = [(GRAY_ROUTE, f"${gray}"), *view.pool_map]
     return view

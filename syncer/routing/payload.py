@@ -11,10 +11,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from syncer.routing import regex
 from syncer.routing.entries import HeaderMods
 from syncer.routing.kv_payload import gray_payload
-from syncer.routing.render import conditions, sticky_source
+from syncer.routing.render import Cond, conditions, rewrite_pattern, sticky_source
 from syncer.routing.table import Action, CompiledRoute, RouteTable
 
 
@@ -26,17 +25,21 @@ def _headers(mods: HeaderMods) -> list[dict[str, str]]:
     ]
 
 
+def _cond(cond: Cond) -> dict[str, Any]:
+    out: dict[str, Any] = {"var": cond.var, "re": cond.pattern, "invert": cond.invert}
+    if cond.literal is not None:
+        out["lit"], out["text"] = cond.literal  # a plain string test, same result as the regex
+    return out
+
+
 def _action(action: Action, route: CompiledRoute | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "legs": [{"pool": leg.pool, "units": leg.units} for leg in action.legs],
         "key": sticky_source(action) or "request_id",
     }
     if route is not None and action.prefix_rewrite:
-        m = route.match
-        if m.path_exact:
-            out["rewrite"] = {"re": f"^{regex.literal(m.path_exact)}$", "to": action.prefix_rewrite, "rest": False}
-        else:
-            out["rewrite"] = {"re": f"^{regex.literal(m.path_prefix)}(.*)$", "to": action.prefix_rewrite, "rest": True}
+        pattern, rest = rewrite_pattern(route.match)
+        out["rewrite"] = {"re": pattern, "to": action.prefix_rewrite, "rest": rest}
     if not action.request_headers.empty:
         out["request_headers"] = _headers(action.request_headers)
     if not action.response_headers.empty:
@@ -48,9 +51,7 @@ def table_payload(table: RouteTable) -> dict[str, Any]:
     return {
         "routes": [
             {
-                "conds": [
-                    {"var": var, "re": pattern, "invert": invert} for var, pattern, invert in conditions(r.match)
-                ],
+                "conds": [_cond(c) for c in conditions(r.match)],
                 "action": _action(r.action, r),
             }
             for r in table.routes

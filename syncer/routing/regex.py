@@ -84,5 +84,6 @@ def literal(text: str) -> str:
 
 
 def anchored(pattern: str) -> str:
-    """Envoy's safe_regex matches the whole value; nginx's and ngx.re's are unanchored."""
-    return f"^(?:{pattern})$"
+    """Envoy's safe_regex matches the whole value; nginx's and ngx.re's are unanchored
+    (and PCRE's ``$`` would also match before a final newline: ``\\z`` does not)."""
+    return f"^(?:{pattern})\\z"

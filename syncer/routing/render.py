@@ -4,9 +4,11 @@
 table into variables:
 
 * one ``map`` per match condition (``$uri``, ``$request_method``, ``$http_<name>``,
-  ``$arg_<name>``) giving 1 or 0; one ``map`` per route ANDing them;
-* a chooser ``map`` over the composite key of all route bits whose regexes are tried in
-  file order (nginx's map does that), so the first matching route wins;
+  ``$arg_<name>``) giving 1 or 0;
+* map chains over them: ``map $c0 $x { 1 $c1; default 0; }`` is "c0 and c1" and
+  ``map $route0 $y { 1 0; default $z; }`` is "route 0, else whatever $z says". nginx
+  evaluates a map's value only when it is chosen, so both short-circuit: a condition is
+  tested only when the ones before it held, and a route only when no earlier one matched;
 * ``split_clients`` per split action (0.01 % resolution, keyed on ``$request_id`` or the
   sticky key), and ``$syncer_pool_<entry>``: the pool (upstream) to proxy to;
 * maps for the prefix rewrite and the header values of the chosen route.
@@ -72,6 +74,17 @@ class CondMap:
 
 
 @dataclass
+class Link:
+    """``map $source $var { 1 <then>; default <otherwise>; }``: nginx evaluates map values
+    lazily, so a chain of these is a short-circuit AND, and an ordered first match."""
+
+    source: str
+    var: str
+    then: str
+    otherwise: str
+
+
+@dataclass
 class SplitView:
     var: str
     key: str  # the variable split_clients hashes
@@ -94,9 +107,8 @@ class EntryView:
     name: str
     e: str
     conds: list[CondMap] = field(default_factory=list)
-    route_bits: list[tuple[str, Quoted, str]] = field(default_factory=list)  # (var, key, all-ones)
-    chooser_key: Quoted = field(default_factory=lambda: Quoted('"0"'))
-    chooser: list[tuple[Quoted, int]] = field(default_factory=list)
+    links: list[Link] = field(default_factory=list)
+    route: str = "d"  # what $syncer_route_<entry> is: the first link's variable, or a constant
     pool_map: list[tuple[str, str]] = field(default_factory=list)
     pool_default: str = ""
     splits: list[SplitView] = field(default_factory=list)
@@ -108,40 +120,69 @@ class EntryView:
     policy_timeout: str = ""
 
 
-def conditions(match: HTTPMatch) -> list[tuple[str, str, bool]]:
-    """(source variable, PCRE pattern, inverted) for every condition of a route."""
-    out: list[tuple[str, str, bool]] = []
+@dataclass(frozen=True)
+class Cond:
+    """One match condition: the nginx variable it reads and the PCRE pattern it must match
+    (``\\z``, not ``$``: PCRE's ``$`` also matches before a final newline, and ``$uri`` is
+    decoded). ``literal`` says the pattern is a plain string test the Lua router may do
+    without a regex: ("prefix" | "exact" | "suffix" | "nonempty", text)."""
+
+    var: str
+    pattern: str
+    invert: bool = False
+    literal: tuple[str, str] | None = None
+
+
+def _literal(var: str, kind: str, text: str, invert: bool = False) -> Cond:
+    lit = regex.literal(text)
+    pattern = {"prefix": f"^{lit}", "exact": f"^{lit}\\z", "suffix": f"{lit}\\z"}[kind]
+    return Cond(var, pattern, invert, (kind, text))
+
+
+def conditions(match: HTTPMatch) -> list[Cond]:
+    """Every condition of a route, in the order both modes test them."""
+    out: list[Cond] = []
     if match.path_exact:
-        out.append(("uri", f"^{regex.literal(match.path_exact)}$", False))
+        out.append(_literal("uri", "exact", match.path_exact))
     elif match.path_prefix:
-        out.append(("uri", f"^{regex.literal(match.path_prefix)}", False))
+        out.append(_literal("uri", "prefix", match.path_prefix))
     elif match.path_regex:
-        out.append(("uri", regex.anchored(match.path_regex), False))
+        out.append(Cond("uri", regex.anchored(match.path_regex)))
     if match.methods:
-        out.append(("request_method", f"^(?:{'|'.join(match.methods)})$", False))
-    out.extend((header_var(h.name), header_pattern(h), h.invert) for h in match.headers)
-    out.extend(("arg_" + q.name, query_pattern(q), False) for q in match.query)
+        out.append(Cond("request_method", f"^(?:{'|'.join(match.methods)})\\z"))
+    out.extend(_header(h) for h in match.headers)
+    out.extend(_query(q) for q in match.query)
     return out
 
 
-def header_pattern(h: HeaderMatch) -> str:
+def _header(h: HeaderMatch) -> Cond:
+    var = header_var(h.name)
     if h.exact:
-        return f"^{regex.literal(h.exact)}$"
+        return _literal(var, "exact", h.exact, h.invert)
     if h.prefix:
-        return f"^{regex.literal(h.prefix)}"
+        return _literal(var, "prefix", h.prefix, h.invert)
     if h.suffix:
-        return f"{regex.literal(h.suffix)}$"
+        return _literal(var, "suffix", h.suffix, h.invert)
     if h.regex:
-        return regex.anchored(h.regex)
-    return "."  # Present: nginx cannot tell an empty header from a missing one
+        return Cond(var, regex.anchored(h.regex), h.invert)
+    # Present: nginx cannot tell an empty header from a missing one
+    return Cond(var, ".", h.invert, ("nonempty", ""))
 
 
-def query_pattern(q: QueryMatch) -> str:
+def _query(q: QueryMatch) -> Cond:
+    var = "arg_" + q.name
     if q.exact:
-        return f"^{regex.literal(q.exact)}$"
+        return _literal(var, "exact", q.exact)
     if q.regex:
-        return regex.anchored(q.regex)
-    return "."
+        return Cond(var, regex.anchored(q.regex))
+    return Cond(var, ".", False, ("nonempty", ""))
+
+
+def rewrite_pattern(match: HTTPMatch, key_prefix: str = "") -> tuple[str, bool]:
+    """(pattern, captures the rest) replacing the matched PathExact / PathPrefix."""
+    if match.path_exact:
+        return f"(?s)^{key_prefix}{regex.literal(match.path_exact)}\\z", False
+    return f"(?s)^{key_prefix}{regex.literal(match.path_prefix)}(.*)\\z", True
 
 
 def _percent(units: int) -> str:
@@ -162,27 +203,33 @@ def sticky_source(action: Action) -> str:
 def entry_view(table: RouteTable) -> EntryView:
     e = var_suffix(table.entry)
     view = EntryView(table.entry, e)
-    bits: list[str] = []
     actions: list[tuple[str, Action]] = []
+    bits: list[str | None] = []  # per route: the variable that is 1 when it matches; None: always
     for i, route in enumerate(table.routes):
-        conds = conditions(route.match)
         names = []
-        for j, (source, pattern, invert) in enumerate(conds):
+        for j, cond in enumerate(conditions(route.match)):
             var = f"syncer_c_{e}_{i}_{j}"
-            view.conds.append(CondMap(var, source, quote("~" + pattern), invert))
+            view.conds.append(CondMap(var, cond.var, quote("~" + cond.pattern), cond.invert))
             names.append(var)
-        if not names:
-            bits.append("1")
-        elif len(names) == 1:
-            bits.append(f"${names[0]}")
-        else:
-            var = f"syncer_r_{e}_{i}"
-            view.route_bits.append((var, quote("".join(f"${n}" for n in names)), "1" * len(names)))
-            bits.append(f"${var}")
-        view.chooser.append((quote(f"~^.{{{i}}}1" if i else "~^1"), i))
+        # AND, short-circuit: condition j is evaluated only when the ones before it hold
+        bit = names[-1] if names else None
+        for j in range(len(names) - 2, -1, -1):
+            var = f"syncer_a_{e}_{i}_{j}"
+            view.links.append(Link(names[j], var, f"${bit}", "0"))
+            bit = var
+        bits.append(bit)
         actions.append((str(i), route.action))
-    if bits:
-        view.chooser_key = quote("".join(bits))
+    # first match: route i's bit is evaluated only when no route before it matched
+    chosen = "d"
+    for i in range(len(bits) - 1, -1, -1):
+        bit = bits[i]
+        if bit is None:
+            chosen = str(i)
+            continue
+        var = f"syncer_from_{e}_{i}"
+        view.links.append(Link(bit, var, str(i), chosen))
+        chosen = f"${var}"
+    view.route = chosen
     actions.append(("d", table.default))
     for key, action in actions:
         target = action.single
@@ -203,11 +250,8 @@ def entry_view(table: RouteTable) -> EntryView:
     for i, route in enumerate(table.routes):
         rewrite = route.action.prefix_rewrite
         if rewrite:
-            m = route.match
-            if m.path_exact:
-                pattern, value = f"~^{i}:{regex.literal(m.path_exact)}$", rewrite
-            else:
-                pattern, value = f"~^{i}:{regex.literal(m.path_prefix)}(.*)$", rewrite + "$1"
+            pattern, rest = rewrite_pattern(route.match, f"{i}:")
+            pattern, value = "~" + pattern, rewrite + ("$1" if rest else "")
             view.rewrites.append((quote(pattern), Quoted('"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"')))
     view.request_headers = _request_headers(e, [(str(i), r.action.request_headers) for i, r in enumerate(table.routes)])
     view.response_headers = _response_headers(
@@ -245,8 +289,8 @@ def _request_headers(e: str, mods: list[tuple[str, HeaderMods]]) -> list[HeaderV
             elif setv:
                 view.values.append((quote(f"~^{route}\\|"), quote(setv[-1])))
             elif added:
-                view.values.append((quote(f"~^{route}\\|$"), quote(added[-1])))
-                view.values.append((quote(f"~^{route}\\|(.+)$"), Quoted('"$1, ' + quote(added[-1])[1:])))
+                view.values.append((quote(f"~^{route}\\|\\z"), quote(added[-1])))
+                view.values.append((quote(f"~^{route}\\|(.+)\\z"), Quoted('"$1, ' + quote(added[-1])[1:])))
         out.append(view)
     return out
 

@@ -103,6 +103,10 @@ def entry_block(table: GrayTable) -> list[str]:
         '    "~^::([^:]+):" $1;',
         '    "~^:::(.+)$" $1;',
         "}",
+        f"map ${base} ${base}_set {{",  # 1 when a KV stage answered: the route chain's first link
+        '    "" 0;',
+        "    default 1;",
+        "}",
     ]
     return lines
 

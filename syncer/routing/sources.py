@@ -8,6 +8,7 @@ and reason.
 
 from __future__ import annotations
 
+import json
 import time
 
 from syncer.discovery.client import Answer, ConsulClient
@@ -33,6 +34,10 @@ class ConfigEntrySource:
         return (entries, refused), event
 
 
+def _q(name: str) -> str:
+    return json.dumps(name)
+
+
 def read_entries(
     kind: str, body: object, good: dict[str, Entry], seen_ignored: dict[str, tuple[str, ...]]
 ) -> tuple[tuple[Entry, ...], tuple[str, ...], tuple[str, ...]]:
@@ -52,11 +57,12 @@ def read_entries(
                 raise EntryError(kind, label, "Kind", f"{entry.kind} listed under {kind}")
         except (EntryError, ConsulRefusal) as exc:
             keeps = "last good version kept" if label in good else "not applied"
-            refused.append(f"{exc} ({keeps})" if isinstance(exc, EntryError) else f"{kind} {label!r}: {exc} ({keeps})")
+            line = str(exc) if isinstance(exc, EntryError) else f"{kind} {_q(label)}: {exc}"
+            refused.append(f"{line} ({keeps})")
             continue
         good[entry.name] = entry
         if entry.ignored and seen_ignored.get(entry.name) != entry.ignored:
-            ignored.extend(f"{kind} {entry.name!r}: ignored {note}" for note in entry.ignored)
+            ignored.extend(f"{kind} {_q(entry.name)}: ignored {note}" for note in entry.ignored)
         seen_ignored[entry.name] = entry.ignored
     for name in [n for n in good if n not in present]:  # deleted in Consul
         del good[name]

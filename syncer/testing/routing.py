@@ -188,6 +188,20 @@ class RoutingLab:
             )
         return result
 
+    def agent_args(self, consul_address: str, quiescence: tuple[float, float] | None = None) -> list[str]:
+        """``syncer run --routing`` against this lab's nginx (``python -m syncer`` + these)."""
+        args = ["run", "--mode", self.mode, "--consul-addr", consul_address, "--routing",
+                "--log-format", "json", "--metrics-listen", "127.0.0.1:0"]  # fmt: skip
+        for service in self.services:
+            args += ["--service", service]
+        if quiescence is not None:
+            args += ["--quiescence-min", f"{quiescence[0]:g}", "--quiescence-max", f"{quiescence[1]:g}"]
+        if self.mode == "reload":
+            return [*args, "--output", str(self.upstream_conf), "--nginx", self.nginx.binary,
+                    "--nginx-prefix", str(self.nginx.prefix), "--nginx-conf", str(self.nginx.conf_path)]  # fmt: skip
+        endpoint = f"http://127.0.0.1:{self.admin_port}"
+        return [*args, "--api-endpoint", endpoint, "--api-token-file", str(self.token_file)]
+
     # --- traffic ------------------------------------------------------------------------
     def request(
         self,

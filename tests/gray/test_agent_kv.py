@@ -17,7 +17,6 @@ from syncer.testing.routing import EchoBackends, RoutingLab
 from syncer.testing.wait import wait_until
 from tests.conftest import StartAgent
 from tests.routing.conformance import HTTP, RESOLVER
-from tests.routing.test_agent_routing import agent_args
 from tests.stack import BOTH_MODES, Mode
 
 
@@ -42,7 +41,7 @@ def test_agent_follows_the_kv_gray_list(
         testers = {"target": {"service": "web", "subset": "v2"}, "addresses": ["127.0.0.2"]}
         requests.put(key, data=json.dumps(testers), timeout=5).raise_for_status()
         lab = RoutingLab(mode, tmp_path / "lab", dev.url).start()
-        agent = start_agent([*agent_args(lab, dev.address), "--kv-prefix", "edge/"])
+        agent = start_agent([*lab.agent_args(dev.address, (0.05, 0.5)), "--kv-prefix", "edge/"])
         try:
             wait_until(
                 lambda: lab.request("/", source="127.0.0.2").backend == "v2a",

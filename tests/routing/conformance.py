@@ -68,10 +68,12 @@ ROWS: list[tuple[str, str, str, dict[str, str], str]] = [
     ("routes", "GET", "/", {}, "web.v1"),
     ("routes", "GET", "/exact", {}, "web.v2"),
     ("routes", "GET", "/exact/", {}, "web.v1"),
+    ("routes", "GET", "/exact%0A", {}, "web.v1"),  # $uri is "/exact\n": PCRE's "$" would match it, "\z" does not
     ("routes", "GET", "/api/user/user.info3", {}, "web.v2"),
     ("routes", "GET", "/api/user/user.info1", {}, "web.v1"),
     ("routes", "GET", "/re/abc.json", {}, "legacy"),
     ("routes", "GET", "/re/abc.jsonx", {}, "web.v1"),
+    ("routes", "GET", "/re/abc.json%0A", {}, "web.v1"),
     ("routes", "GET", "/x/re/abc.json", {}, "web.v1"),
     ("routes", "POST", "/p", {"X-Canary": "1"}, "web.v2"),
     ("routes", "GET", "/p", {"X-Canary": "1"}, "web.v1"),

@@ -3,6 +3,8 @@ Sources on the Watcher, planning with the entries, the sink of each mode, real n
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from syncer.testing.routing import EchoBackends, RoutingLab
 from syncer.testing.wait import wait_until
 from tests.conftest import StartAgent
 from tests.routing.conformance import HTTP, RESOLVER
-from tests.stack import BOTH_MODES, Mode
+from tests.stack import BOTH_MODES, NEEDS_NGINX, Mode
 
 
 @pytest.fixture
@@ -23,16 +25,6 @@ def echo(tmp_path: Path) -> Iterator[EchoBackends]:
     farm = EchoBackends(tmp_path / "echo", ["v1a", "v2a"]).start()
     yield farm
     farm.stop()
-
-
-def agent_args(lab: RoutingLab, consul: str) -> list[str]:
-    args = ["run", "--mode", lab.mode, "--consul-addr", consul, "--service", "web", "--routing",
-            "--log-format", "json", "--metrics-listen", "127.0.0.1:0"]  # fmt: skip
-    if lab.mode == "reload":
-        return [*args, "--output", str(lab.upstream_conf), "--nginx", lab.nginx.binary,
-                "--nginx-prefix", str(lab.nginx.prefix), "--nginx-conf", str(lab.nginx.conf_path),
-                "--quiescence-min", "0.05", "--quiescence-max", "0.5"]  # fmt: skip
-    return [*args, "--api-endpoint", f"http://127.0.0.1:{lab.admin_port}", "--api-token-file", str(lab.token_file)]
 
 
 @pytest.mark.parametrize("mode", BOTH_MODES)
@@ -47,7 +39,7 @@ def test_agent_follows_router_and_splitter(
                 {"Match": {"HTTP": {"PathPrefix": "/new/"}}, "Destination": {"ServiceSubset": "v2"}}]}):  # fmt: skip
             assert requests.put(f"{dev.url}/v1/config", json=entry, timeout=5).text == "true"
         lab = RoutingLab(mode, tmp_path / "lab", dev.url).start()
-        agent = start_agent(agent_args(lab, dev.address))
+        agent = start_agent(lab.agent_args(dev.address, quiescence=(0.05, 0.5)))
         try:
             wait_until(lambda: lab.request("/new/x").backend == "v2a", timeout=20, message=f"routed\n{agent.log()}")
             assert lab.request("/old").backend == "v1a"
@@ -60,5 +52,28 @@ def test_agent_follows_router_and_splitter(
                 assert {p.pid for p in lab.nginx.workers()} == workers  # no reload in api mode
         finally:
             agent.stop()
+            lab.stop()
+            writer.close()
+
+
+@NEEDS_NGINX
+def test_once_writes_the_routing_files(tmp_path: Path, echo: EchoBackends) -> None:
+    with DevConsul(port=0) as dev:
+        writer = ConsulWriter(dev.url)
+        writer.register("web", "v1a", echo.ports["v1a"], meta={"version": "1"})
+        writer.register("web", "v2a", echo.ports["v2a"], meta={"version": "2"})
+        for entry in (HTTP, RESOLVER, {"Kind": "service-router", "Name": "web", "Routes": [
+                {"Match": {"HTTP": {"PathPrefix": "/new/"}}, "Destination": {"ServiceSubset": "v2"}}]}):  # fmt: skip
+            assert requests.put(f"{dev.url}/v1/config", json=entry, timeout=5).text == "true"
+        lab = RoutingLab("reload", tmp_path / "lab", dev.url).start()
+        try:
+            args = lab.agent_args(dev.address)
+            args[0] = "once"
+            command = [sys.executable, "-m", "syncer", *args]
+            done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+            assert done.returncode == 0, done.stdout + done.stderr
+            wait_until(lambda: lab.request("/new/x").backend == "v2a", timeout=10, message="the reloaded workers")
+            assert lab.request("/x").backend == "v1a"
+        finally:
             lab.stop()
             writer.close()
