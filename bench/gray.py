@@ -292,10 +292,15 @@ def _verdict(ok: bool) -> str:
     return "meets the target" if ok else "**misses the target**"
 
 
-def section(result: GrayResult) -> list[str]:
-    """The report's rows (Markdown)."""
+SECTION = "## Gray rules from Consul KV (issue 11)"
+
+
+def section(result: GrayResult | None) -> list[str]:
+    """The report's rows (Markdown); nothing when the run had none."""
+    if result is None:
+        return []
     lines = [
-        "## Gray rules from Consul KV (issue 11)",
+        SECTION,
         "",
         f"Same nginx config and traffic side by side, one with no KV rules and one with a "
         f"{result.list_entries:,}-entry client-address list and a {result.host_entries:,}-entry Host map "
@@ -328,7 +333,7 @@ def section(result: GrayResult) -> list[str]:
             "KVSource on the Watcher (validation) -> plan (flattening) -> ApiSink PUT /routes/web (the whole "
             "table, ~0.5 MB) -> the next request's version check recompiles the table in its worker.",
         ]
-    return lines
+    return [*lines, ""]
 
 
 def main(argv: list[str] | None = None) -> int:

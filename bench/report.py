@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.analysis import ModeSummary, Spread, WindowSummary
+from bench.gray import SECTION as GRAY_SECTION
+from bench.gray import GrayResult
+from bench.gray import section as gray_section
 from bench.hotpath import HotpathResult
 from bench.machine import Machine
 from bench.routing import RoutingBench
@@ -33,6 +36,7 @@ SECTIONS = (
     "## Propagation latency, all changes",
     "## Syncer cost",
     "## Traffic steering (Consul L7 entries)",
+    GRAY_SECTION,
     "## Method",
     "## Caveats",
 )
@@ -51,6 +55,7 @@ class RunResult:
     modes: list[ModeSummary]
     figures: dict[str, str] = field(default_factory=dict)  # key -> file name in the output folder
     routing: RoutingBench | None = None  # bench/routing.py
+    gray: GrayResult | None = None  # bench/gray.py
 
 
 def ms(value: float | None, digits: int = 1) -> str:
@@ -560,6 +565,7 @@ def render(result: RunResult) -> str:
     lines += [*propagation_section(result), ""]
     lines += [*cost_section(result), ""]
     lines += routing_section(result.routing)
+    lines += gray_section(result.gray)
     lines += [*method_section(result), ""]
     lines += caveats_section(result)
     return "\n".join(lines) + "\n"
@@ -594,6 +600,7 @@ def to_json(result: RunResult) -> dict[str, Any]:
         ],
         "figures": result.figures,
         "routing": result.routing.to_dict() if result.routing else None,
+        "gray": result.gray.to_dict() if result.gray else None,
     }
 
 

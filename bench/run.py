@@ -25,6 +25,7 @@ from types import FrameType
 from bench import machine, plots, report
 from bench.analysis import summarise_mode
 from bench.backends import Backends
+from bench.gray import run_gray
 from bench.hotpath import run_hotpath
 from bench.load import wrk_binary
 from bench.mode_run import ModeRun, run_mode, say
@@ -106,6 +107,7 @@ def run(settings: Settings, out: Path, workdir: Path, command: str) -> Path:
         say(f"{len(backends.ports)} backends up")
         hotpath = run_hotpath(settings, backends, hot_names, workdir)
         routing_rows = run_routing(settings, workdir)  # issue 10: bench/routing.py
+        gray_rows = run_gray(settings, workdir)  # issue 11: bench/gray.py
         for mode in MODES:
             runs.append(run_mode(mode, settings, scenarios, backends, pools[mode], workdir))
         backends.stop()  # flushes the request log
@@ -125,6 +127,7 @@ def run(settings: Settings, out: Path, workdir: Path, command: str) -> Path:
         hotpath=hotpath,
         modes=summaries,
         routing=routing_rows,
+        gray=gray_rows,
     )
     result.figures["hotpath"] = plots.hotpath_figure(hotpath, out / "hotpath.png").name
     result.figures["propagation"] = plots.propagation_figure(
