@@ -44,8 +44,7 @@ from bench.settings import Settings, default_settings, quick_settings
 from syncer.devconsul.server import DevConsul
 from syncer.testing.backends import BackendFarm
 from syncer.testing.consul import ConsulWriter
-from syncer.testing.routing import RoutingLab
-from syncer.testing.steering_nginx import Mode, SteeredNginx
+from syncer.testing.routing import Mode, RoutingLab
 from syncer.testing.wait import wait_until
 
 LIST_ENTRIES = 10_000
@@ -165,7 +164,7 @@ class GrayResult:
         }
 
 
-def _workers_cpu(nginx: SteeredNginx) -> float:
+def _workers_cpu(nginx: RoutingLab) -> float:
     total = 0.0
     for pid in procfs.children(nginx.nginx.pid):
         times = procfs.cpu_times(pid)
@@ -173,7 +172,7 @@ def _workers_cpu(nginx: SteeredNginx) -> float:
     return total
 
 
-def _measure(nginx: SteeredNginx, side: Side, settings: Settings, workdir: Path) -> None:
+def _measure(nginx: RoutingLab, side: Side, settings: Settings, workdir: Path) -> None:
     before = _workers_cpu(nginx)
     wrk = Wrk(workdir, nginx.port, settings.hotpath_seconds, settings.wrk_threads, settings.wrk_connections, MISS_HOST)
     result = wrk.start().result()
@@ -257,17 +256,16 @@ def run_gray(settings: Settings, workdir: Path) -> GrayResult:
             requests.put(f"{consul.url}/v1/kv/with/{key}", data=json.dumps(value), timeout=5).raise_for_status()
         modes: tuple[Mode, ...] = ("reload", "api")
         for mode in modes:
-            none = SteeredNginx(mode, workdir / f"gray-{mode}-none", consul.address, ("web",),
-                                workers=settings.worker_processes, kv_prefix="none/")  # fmt: skip
-            rules = SteeredNginx(mode, workdir / f"gray-{mode}-rules", consul.address, ("web",),
-                                 workers=settings.worker_processes, kv_prefix="with/")  # fmt: skip
+            none = RoutingLab(mode, workdir / f"gray-{mode}-none", consul.url,
+                              worker_processes=settings.worker_processes, kv_prefix="none/")  # fmt: skip
+            rules = RoutingLab(mode, workdir / f"gray-{mode}-rules", consul.url,
+                               worker_processes=settings.worker_processes, kv_prefix="with/")  # fmt: skip
             with contextlib.ExitStack() as sides:
-                for nginx in (none, rules):
-                    nginx.start()
-                    sides.callback(nginx.stop)
-                    nginx.sync()
-                assert rules.steering.desired is not None
-                gray = rules.steering.desired.routing["web"].gray
+                for lab in (none, rules):
+                    lab.start()
+                    sides.callback(lab.stop)
+                    lab.sync()
+                gray = rules.desired.routing["web"].gray if rules.desired else None
                 if gray is None or not gray.ranges:
                     raise RuntimeError("the rules side has no gray table")
                 say(f"{mode}: {len(gray.ranges)} address ranges, {len(gray.exact) + len(gray.wildcard)} host names")

@@ -10,8 +10,8 @@ decided, else "" and the Consul chain (stages 5-7) decides. Stages, first match 
    takes fewer lines than CIDRs
 4. ``map $host`` with ``hostnames``: exact names, ``*.suffix`` wildcards (longest wins), default
 
-A composite-key ``map`` whose regexes are tried in file order picks the first stage that
-answered. Every printed value passed validation (pool names, host names, header names).
+A chain of maps picks the first stage that answered, evaluating a later stage only when
+needed. Every printed value passed validation (pool names, host names, header names).
 """
 
 from __future__ import annotations
@@ -78,31 +78,32 @@ def host_block(var: str, table: GrayTable) -> list[str]:
 def entry_block(table: GrayTable) -> list[str]:
     base = gray_var(table.entry)
     lines = [f"# gray rules of entry {table.entry} (Consul KV)"]
-    parts = {"h": "", "c": "", "a": "", "n": ""}
+    stages: list[tuple[str, bool]] = []  # (variable, may answer STOP), in precedence order
     if table.header_var is not None and table.canary is not None:
-        parts["h"] = f"${base}_h"
+        stages.append((f"{base}_h", True))
         lines += _override_map(table.header_var, f"{base}_h", table.canary, table.primary)
     if table.cookie_var is not None and table.canary is not None:
-        parts["c"] = f"${base}_c"
+        stages.append((f"{base}_c", True))
         lines += _override_map(table.cookie_var, f"{base}_c", table.canary, table.primary)
     if table.ranges:
-        parts["a"] = f"${base}_a"
+        stages.append((f"{base}_a", False))
         lines += geo_block(f"{base}_a", table)
     if table.has_hosts:
-        parts["n"] = f"${base}_n"
+        stages.append((f"{base}_n", False))
         lines += host_block(f"{base}_n", table)
-    # first stage that answered wins; a "-" from an override stops the KV stages
-    key = ":".join(parts[s] for s in "hcan")
+    # A chain of maps, first stage that answered wins. nginx evaluates a map's value only
+    # when asked for it, so a later stage (the geo lookup, the Host map) is looked at only
+    # when every stage before it had nothing to say; "-" from an override ends the chain.
+    following = '""'
+    for i in range(len(stages) - 1, -1, -1):
+        var, may_stop = stages[i]
+        link = base if i == 0 else f"{base}_{i}"
+        lines += [f"map ${var} ${link} {{", f'    "" {following};']
+        if may_stop:
+            lines.append(f'    "{STOP}" "";')
+        lines += [f"    default ${var};", "}"]
+        following = f"${link}"
     lines += [
-        f'map "{key}" ${base} {{',
-        '    default "";',
-        f'    "~^{STOP}:" "";',
-        '    "~^([^:]+):" $1;',
-        f'    "~^:{STOP}:" "";',
-        '    "~^:([^:]+):" $1;',
-        '    "~^::([^:]+):" $1;',
-        '    "~^:::(.+)$" $1;',
-        "}",
         f"map ${base} ${base}_set {{",  # 1 when a KV stage answered: the route chain's first link
         '    "" 0;',
         "    default 1;",

@@ -100,6 +100,11 @@ class RoutingLab:
     desired: Desired | None = None
     report: Compiled | None = None
     refused: list[str] = field(default_factory=list)
+    # gray rules (docs/kv-layout.md): the KV folder sync() reads, and the client address
+    # the routing server sees (realip from trusted proxies; also listening on [::1])
+    kv_prefix: str = KV_PREFIX
+    trusted_proxies: tuple[str, ...] = ()
+    ipv6: bool = False
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -121,8 +126,14 @@ class RoutingLab:
             admin_access_log=None,
             routing_entries=self.entries,
             routing_listen=f"127.0.0.1:{self.port}",
+            client_address="x-forwarded-for" if self.trusted_proxies else "connection",
+            trusted_proxies=self.trusted_proxies,
         )
-        self.nginx = NginxProcess(self.root / "nginx", render_example(self.mode, options))
+        text = render_example(self.mode, options)
+        if self.ipv6:
+            listen = f"listen 127.0.0.1:{self.port} default_server"
+            text = text.replace(listen, f"{listen};\n        listen [::1]:{self.port} default_server", 1)
+        self.nginx = NginxProcess(self.root / "nginx", text)
         host, _, port = self.consul_url.removeprefix("http://").rpartition(":")
         self.client = ConsulClient(ConsulSettings(address=f"{host}:{port}"))
         self.sink: ReloadSink | ApiSink
@@ -142,7 +153,7 @@ class RoutingLab:
         self._good: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
         self._ignored: dict[str, dict[str, tuple[str, ...]]] = {kind: {} for kind in KINDS}
         self.session = requests.Session()
-        self.kv_source = KVSource(self.client, KV_PREFIX)
+        self.kv_source = KVSource(self.client, self.kv_prefix)
 
     def start(self) -> RoutingLab:
         self.nginx.start(wait_port=self.port)
@@ -172,7 +183,7 @@ class RoutingLab:
     def sync(self) -> ApplyResult:
         """One pass: read Consul, plan, apply; in reload mode wait for the new workers."""
         config = self.read_config()
-        kv = self.client.kv_recurse(KV_PREFIX)  # gray rules, KV stages 1-4 (docs/kv-layout.md)
+        kv = self.client.kv_recurse(self.kv_prefix)  # gray rules, KV stages 1-4 (docs/kv-layout.md)
         config = dataclasses.replace(config, gray=self.kv_source.read(kv, kv.index or 0)[1].rules)
         services = self.read_services(set(self.services) | referenced_services(config))
         self.desired, self.report = plan(services, config, self.desired)
@@ -220,8 +231,9 @@ class RoutingLab:
 
 
 def _from(source: str, port: int, method: str, path: str, headers: Mapping[str, str]) -> Reply:
-    """One request from ``source`` (127.0.0.x), like a distinct client."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5, source_address=(source, 0))
+    """One request from ``source`` (127.0.0.x, or ::1 to [::1]), like a distinct client."""
+    target = "::1" if ":" in source else "127.0.0.1"
+    conn = http.client.HTTPConnection(target, port, timeout=5, source_address=(source, 0))
     try:
         conn.request(method, path, headers={**headers, "Connection": "close"})
         response = conn.getresponse()

@@ -16,10 +16,9 @@ from syncer.devconsul.server import DevConsul
 from syncer.testing.backends import BackendFarm
 from syncer.testing.consul import ConsulWriter
 from syncer.testing.nginx import has_lua_module, nginx_binary
-from syncer.testing.steering_nginx import SteeredNginx, ipv6_loopback
-from syncer.testing.wait import wait_until
+from syncer.testing.routing import RoutingLab
 
-from .stack import ask
+from .stack import ipv6_loopback
 
 pytestmark = [
     pytest.mark.nginx,
@@ -113,31 +112,37 @@ def consul(farm: BackendFarm) -> Iterator[DevConsul]:
 @pytest.fixture(scope="module", params=["reload", "api"])
 def proxy(
     request: pytest.FixtureRequest, consul: DevConsul, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[SteeredNginx]:
-    nginx = SteeredNginx(request.param, tmp_path_factory.mktemp(request.param), consul.address, ("web", "shop"))
-    nginx.start()
-    nginx.sync()
-    yield nginx
-    nginx.stop()
+) -> Iterator[RoutingLab]:
+    lab = RoutingLab(
+        request.param,
+        tmp_path_factory.mktemp(request.param),
+        consul.url,
+        services=("web", "shop"),
+        worker_processes=2,
+        trusted_proxies=("127.0.0.5",),
+        ipv6=ipv6_loopback(),
+    ).start()
+    lab.sync()
+    yield lab
+    lab.stop()
 
 
 def backend(
-    proxy: SteeredNginx, source: str, path: str = "/", host: str = "web", headers: dict[str, str] | None = None
+    proxy: RoutingLab, source: str, path: str = "/", host: str = "web", headers: dict[str, str] | None = None
 ) -> str:
-    reply = ask(proxy.port, path, source=source, host=host, headers=headers)
-    return reply.body.strip() if reply.status == 200 else f"HTTP {reply.status}"
+    return proxy.request(path, headers=headers, host=host, source=source).backend
 
 
 @pytest.mark.parametrize(("name", "source", "path", "host", "headers", "expect"), CASES, ids=[c[0] for c in CASES])
 def test_case(
-    proxy: SteeredNginx, name: str, source: str, path: str, host: str, headers: dict[str, str], expect: str
+    proxy: RoutingLab, name: str, source: str, path: str, host: str, headers: dict[str, str], expect: str
 ) -> None:
     if ":" in source and not ipv6_loopback():
         pytest.skip("no IPv6 loopback")
     assert backend(proxy, source, path, host, headers) == expect
 
 
-def test_adding_an_address_moves_that_client_on_its_next_request(proxy: SteeredNginx, consul: DevConsul) -> None:
+def test_adding_an_address_moves_that_client_on_its_next_request(proxy: RoutingLab, consul: DevConsul) -> None:
     """Seed 001: 127.0.0.7 is not a tester; after a KV write (and one sync) it is, in every worker."""
     assert backend(proxy, "127.0.0.7") == "prod1"
     testers = dict(KV["syncer/gray/web/lists/testers"])
@@ -151,7 +156,7 @@ def test_adding_an_address_moves_that_client_on_its_next_request(proxy: SteeredN
     assert backend(proxy, "127.0.0.7") == "prod1"
 
 
-def test_a_bad_kv_value_keeps_the_last_good_rules(proxy: SteeredNginx, consul: DevConsul) -> None:
+def test_a_bad_kv_value_keeps_the_last_good_rules(proxy: RoutingLab, consul: DevConsul) -> None:
     testers = KV["syncer/gray/web/lists/testers"]
     put_kv(consul, "syncer/gray/web/lists/testers", {**testers, "addresses": ["127.0.0.7", "not-an-ip"]})
     try:
@@ -161,18 +166,3 @@ def test_a_bad_kv_value_keeps_the_last_good_rules(proxy: SteeredNginx, consul: D
     finally:
         put_kv(consul, "syncer/gray/web/lists/testers", testers)
         proxy.sync()
-
-
-def test_api_mode_follows_kv_without_a_sync_call(proxy: SteeredNginx, consul: DevConsul) -> None:
-    """The blocking KV watch applies a change by itself (api mode: no reload)."""
-    if proxy.mode != "api":
-        pytest.skip("api mode")
-    proxy.steering.follow_kv()
-    testers = KV["syncer/gray/web/lists/testers"]
-    put_kv(consul, "syncer/gray/web/lists/testers", {**testers, "addresses": ["127.0.0.8"]})
-    try:
-        wait_until(lambda: backend(proxy, "127.0.0.8") == "pre1", timeout=10, message="127.0.0.8 on pre")
-        assert backend(proxy, "127.0.0.2") == "prod1"
-    finally:
-        put_kv(consul, "syncer/gray/web/lists/testers", testers)
-        wait_until(lambda: backend(proxy, "127.0.0.2") == "pre1", timeout=10, message="127.0.0.2 back on pre")
