@@ -30,3 +30,12 @@ bench-quick: bootstrap
 
 clean:
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache .hypothesis
+
+# Install on this host from this checkout (Debian: a venv in /opt/syncer, PEP 668 respected).
+# PREFIX=/some/dir installs into a throwaway root instead. See docs/install.md.
+.PHONY: install uninstall
+install:
+	bash scripts/install.sh
+
+uninstall:
+	bash scripts/uninstall.sh

@@ -28,7 +28,7 @@ from syncer.discovery.client import ConsulClient
 from syncer.discovery.events import Event
 from syncer.discovery.normalize import Rejection, Rules
 from syncer.discovery.watcher import Watcher, WatcherOptions
-from syncer.health import HealthState, Verdict
+from syncer.health import HealthState, Verdict, apply_failure_cause, consul_failure_cause
 from syncer.metrics import Metrics
 from syncer.model import Desired
 from syncer.observe import StatusServer
@@ -216,27 +216,9 @@ class Agent:
             elif isinstance(command, st.Rejected):
                 log_rejections(command.rejections, self.metrics)
             elif isinstance(command, st.DropHeld):
-                log.warning(
-                    "drop held",
-                    service=command.service,
-                    before=command.before,
-                    after=command.after,
-                    why=command.why,
-                    confirm_in=self.settings.safety.drop_confirm_delay
-                    if command.why == "sharp drop"
-                    else self.settings.safety.state_loss_grace,
-                )
-                self.metrics.held_drops.labels(command.service, "held").inc()
+                self._report_held(command)
             elif isinstance(command, st.DropDecided):
-                log.warning(
-                    "held drop decided",
-                    service=command.service,
-                    before=command.before,
-                    after=command.after,
-                    outcome=command.outcome,
-                    **({"error": command.error} if command.error else {}),
-                )
-                self.metrics.held_drops.labels(command.service, command.outcome.replace(" ", "_")).inc()
+                self._report_decided(command)
             elif isinstance(command, st.ServiceLeft):
                 log.info("service left the selection; its upstream is kept empty", service=command.service)
             elif isinstance(command, st.StateReset):
@@ -248,6 +230,45 @@ class Agent:
                     grace=self.settings.safety.state_loss_grace,
                 )
                 self.metrics.consul_state_resets.inc()
+
+    def _report_held(self, held: st.DropHeld) -> None:
+        safety = self.settings.safety
+        if held.why == "sharp drop":
+            log.warning(
+                "sharp drop held until a second read confirms it",
+                service=held.service,
+                before=held.before,
+                after=held.after,
+                confirm_in=safety.drop_confirm_delay,
+            )
+        else:
+            log.warning(
+                "drop held: consul lost its state and may be refilling",
+                service=held.service,
+                before=held.before,
+                after=held.after,
+                grace=safety.state_loss_grace,
+            )
+        self.metrics.held_drops.labels(held.service, "held").inc()
+
+    _DECIDED = {
+        "confirmed": "sharp drop confirmed; applying",
+        "recovered": "sharp drop not confirmed; applying the new read",
+        "confirm failed": "confirming read failed; drop stays held",
+        "refilled": "instances back after consul lost its state; applying",
+        "grace over": "consul state-loss grace over; following consul",
+    }
+
+    def _report_decided(self, decided: st.DropDecided) -> None:
+        extra = {"error": decided.error} if decided.error else {}
+        log.warning(
+            self._DECIDED[decided.outcome],
+            service=decided.service,
+            before=decided.before,
+            after=decided.after,
+            **extra,
+        )
+        self.metrics.held_drops.labels(decided.service, decided.outcome.replace(" ", "_")).inc()
 
     def _handle(self, item: Any) -> None:
         if isinstance(item, _Applied):
@@ -314,7 +335,7 @@ class Agent:
             self._notifier.status(f"in sync: {len(desired.upstreams)} upstreams ({result.action})")
         else:
             log.error("sync failed; last good state stays in force", detail=result.detail, **fields)
-            self.health.apply_failed(done.finished, result.detail)
+            self.health.apply_failed(done.finished, result.detail, cause=apply_failure_cause(result))
             for name, at in self._in_flight.items():
                 self.store.changed_at.setdefault(name, at)  # still to be applied
             if result.retryable:
@@ -365,6 +386,7 @@ class Agent:
         self.health.consul_failing_since = self.store.consul_failing_since()
         if self.health.consul_failing_since is not None:
             self.health.last_consul_error = self.store.last_error
+            self.health.consul_cause = consul_failure_cause(self.store.last_status)
         return self.health.verdict(self._clock())
 
     def _start_status_server(self) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from syncer import config, logs
 
-SUBCOMMANDS = ("run", "once", "dev-consul", "nginx-example")
+SUBCOMMANDS = ("run", "once", "dev-consul", "nginx-example", "compare", "lua-path", "manpage")
 
 
 class _RefuseSecret(argparse.Action):
@@ -131,7 +131,9 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; given the ``command`` about to run, subcommands whose options need
+    heavy imports (dev-consul's) are left bare, so `syncer run` never imports them."""
     parser = argparse.ArgumentParser(
         prog="syncer",
         description="Keep nginx upstreams in step with Consul's healthy instances.",
@@ -151,14 +153,54 @@ def build_parser() -> argparse.ArgumentParser:
         description="An in-memory stand-in for a Consul agent's HTTP API, for the demo, the tests and "
         "the benchmark. It is NOT a Consul replacement: one node, no raft, no gossip, no persistence.",
     )
-    from syncer.devconsul import cli as devconsul_cli  # noqa: PLC0415 - keep `syncer run` start-up light
+    if command in (None, "dev-consul"):
+        from syncer.devconsul import cli as devconsul_cli  # noqa: PLC0415 - keep `syncer run` start-up light
 
-    devconsul_cli.add_arguments(dev)
+        devconsul_cli.add_arguments(dev)
     example = sub.add_parser("nginx-example", help="print a complete nginx.conf wired for a mode")
     from syncer import nginx_example  # noqa: PLC0415
 
     nginx_example.add_arguments(example)
+    # listed here only: `main` hands `syncer compare ...` to syncer.compare's own parser
+    sub.add_parser("compare", help="replay logged requests against primary and candidate, report what differs")
+    sub.add_parser(
+        "lua-path",
+        help="print the folder holding syncer's nginx Lua modules (for lua_package_path)",
+        description="Print the folder to name in nginx's lua_package_path: SYNCER_LUA_DIR (set by the "
+        "installed wrapper to /usr/share/syncer/lua), else the copy inside the Python package.",
+    )
+    sub.add_parser("manpage", description="Print syncer(1) in man(7) format.")  # no help=: not listed
     return parser
+
+
+def _lua_path() -> int:
+    from syncer import resources  # noqa: PLC0415
+
+    folder = resources.lua_dir()
+    if not resources.holds_lua(folder):
+        print(f"syncer lua-path: {folder} holds no syncer/init.lua", file=sys.stderr)
+        return 1
+    if not resources.is_stable(folder):
+        print(
+            f"syncer lua-path: note: {folder} is inside the Python package and moves when the venv is "
+            "rebuilt; scripts/install.sh installs a stable copy in /usr/share/syncer/lua",
+            file=sys.stderr,
+        )
+    print(folder)
+    return 0
+
+
+def _manpage() -> int:
+    from importlib import metadata  # noqa: PLC0415
+
+    from syncer import manpage  # noqa: PLC0415
+
+    try:
+        version = metadata.version("syncer")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    sys.stdout.write(manpage.render(build_parser(), version))
+    return 0
 
 
 def _load_settings(args: argparse.Namespace) -> tuple[config.Settings, dict[str, Any]]:
@@ -172,7 +214,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help")):
         argv.insert(0, "run")
-    args = build_parser().parse_args(argv)
+    if argv[0] == "compare":  # loaded only for this command: `syncer run` never imports it
+        from syncer.compare import cli as compare_cli  # noqa: PLC0415
+
+        return compare_cli.main(argv[1:])
+    args = build_parser(argv[0]).parse_args(argv)
 
     if args.command == "dev-consul":
         from syncer.devconsul import cli as devconsul_cli  # noqa: PLC0415
@@ -182,6 +228,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from syncer import nginx_example  # noqa: PLC0415
 
         return nginx_example.run(args)
+    if args.command == "lua-path":
+        return _lua_path()
+    if args.command == "manpage":
+        return _manpage()
 
     try:
         settings, overrides = _load_settings(args)

@@ -1,9 +1,17 @@
-"""Render a complete example nginx.conf for either sync mode (``syncer nginx-example``).
+"""Render an example nginx config for either sync mode (``syncer nginx-example``).
 
-The output starts as printed with ``nginx -p PREFIX -c FILE``: relative paths
-(pid, logs, temp folders) resolve against PREFIX, except ``include`` which nginx
-resolves against the folder of the config file. Every value that lands in the
-config is validated first, so an option can never inject nginx syntax.
+Two layouts:
+
+- ``prefix`` (the default): a complete nginx.conf, started with ``nginx -p PREFIX -c
+  FILE``: relative paths (pid, logs, temp folders) resolve against PREFIX, except
+  ``include`` which nginx resolves against the folder of the config file.
+- ``debian``: the file that goes in ``/etc/nginx/conf.d/`` (or ``sites-available/``)
+  beside Debian's stock ``/etc/nginx/nginx.conf``, which already loads the modules from
+  modules-enabled/, sets the pid, log and temp paths and ``default_type``, and includes
+  ``conf.d/*.conf`` inside ``http {}``: only http-level directives, Debian's paths.
+
+Every value that lands in the config is validated first, so an option can never inject
+nginx syntax.
 """
 
 from __future__ import annotations
@@ -24,6 +32,13 @@ from syncer.routing.names import var_suffix
 from syncer.routing.realip import CLIENT_ADDRESS_CHOICES, ClientAddress, realip_lines
 
 Mode = Literal["reload", "api"]
+Layout = Literal["prefix", "debian"]
+LAYOUTS: tuple[Layout, ...] = ("prefix", "debian")
+
+DEBIAN_CONF_D = "/etc/nginx/conf.d"
+"""Debian's nginx.conf includes ``conf.d/*.conf`` inside ``http {}``."""
+DEBIAN_WORKER_CONNECTIONS = 768
+"""What Debian's stock nginx.conf sets (the rlimit advice in the header follows it)."""
 
 UPSTREAM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 # Paths go into nginx directives and into Lua string literals unquoted: no
@@ -42,6 +57,12 @@ LUA_MODULE_LINES = (
 
 def _default_lua_dir() -> str:
     return str(resources.lua_dir())
+
+
+def rlimit_nofile(worker_connections: int) -> int:
+    """``worker_rlimit_nofile`` for ``worker_connections``: a proxied request holds two
+    descriptors (client and upstream), plus room for listeners, logs and files."""
+    return 2 * worker_connections + 64
 
 
 @dataclass(frozen=True)
@@ -97,6 +118,26 @@ class ExampleOptions:
     """The address gray lists match (docs/kv-layout.md): ``connection``, or the realip
     module's from ``x-forwarded-for`` / ``proxy-protocol``, believed only from ``trusted_proxies``."""
     trusted_proxies: tuple[str, ...] = ()
+    layout: Layout = "prefix"
+    """``prefix``: a whole nginx.conf; ``debian``: a conf.d file (use :func:`debian_options`)."""
+
+
+def debian_options(**overrides: object) -> ExampleOptions:
+    """Options for ``--layout debian``: Debian's paths for what the snippet names itself
+    (the admin access log, the stable Lua folder); the rest is Debian's nginx.conf's."""
+    values: dict[str, object] = {
+        "layout": "debian",
+        "lua_dir": str(resources.installed_lua_dir()),
+        "pid_path": "/run/nginx.pid",
+        "error_log": "/var/log/nginx/error.log",
+        "access_log": "/var/log/nginx/access.log",
+        "admin_access_log": "/var/log/nginx/syncer-admin-access.log",
+        "temp_dir_prefix": None,
+        "worker_connections": DEBIAN_WORKER_CONNECTIONS,
+        "load_modules": False,
+    }
+    values.update(overrides)
+    return ExampleOptions(**values)  # type: ignore[arg-type]
 
 
 class ExampleError(ValueError):
@@ -145,6 +186,8 @@ def validate(mode: Mode, opts: ExampleOptions) -> None:
     """Raise ExampleError for any option that would not make a working, safe config."""
     if mode not in ("reload", "api"):
         raise ExampleError(f"mode must be 'reload' or 'api', got {mode!r}")
+    if opts.layout not in LAYOUTS:
+        raise ExampleError(f"layout must be one of {', '.join(LAYOUTS)}, got {opts.layout!r}")
     if not opts.services:
         raise ExampleError("services: at least one service is needed")
     seen: set[str] = set()
@@ -218,18 +261,30 @@ def _environment() -> jinja2.Environment:
     )
 
 
+def _included_by_debian(path: str) -> bool:
+    """Debian's ``include /etc/nginx/conf.d/*.conf`` already reads this file: including it
+    again would define every upstream twice (``duplicate upstream``)."""
+    folder, _, name = path.rpartition("/")
+    return folder == DEBIAN_CONF_D and name.endswith(".conf") and not name.startswith(".")
+
+
 def render_example(mode: Mode, opts: ExampleOptions) -> str:
-    """The complete nginx.conf for ``mode`` ("reload" or "api")."""
+    """The nginx config for ``mode`` ("reload" or "api") in ``opts.layout``."""
     validate(mode, opts)
+    full = opts.layout == "prefix"
     temp_paths: list[tuple[str, str]] = []
-    if opts.temp_dir_prefix is not None:
+    if full and opts.temp_dir_prefix is not None:
         temp_paths = [
             (f"{kind}_temp_path", f"{opts.temp_dir_prefix}{kind}")
             for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
         ]
     template = _environment().get_template(f"nginx-{mode}.conf.j2")
     return template.render(
-        load_modules=opts.load_modules,
+        full=full,
+        mode=mode,
+        include_upstream_conf=full or not _included_by_debian(opts.upstream_conf),
+        worker_rlimit_nofile=rlimit_nofile(opts.worker_connections),
+        load_modules=opts.load_modules and full,
         user=opts.user,
         worker_processes=opts.worker_processes,
         worker_connections=opts.worker_connections,
@@ -275,6 +330,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``syncer nginx-example``."""
     d = ExampleOptions(lua_dir="")
     parser.add_argument("--mode", choices=("reload", "api"), required=True, help="sync mode to configure")
+    parser.add_argument(
+        "--layout",
+        choices=LAYOUTS,
+        default="prefix",
+        help="prefix: a whole nginx.conf for `nginx -p PREFIX -c FILE` (default); debian: the file for "
+        "/etc/nginx/conf.d/ beside Debian's stock nginx.conf (no load_module, Debian's paths)",
+    )
     parser.add_argument("--listen", default=d.listen, help=f"traffic listen address (default {d.listen})")
     parser.add_argument(
         "--admin-listen",
@@ -299,15 +361,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=d.snapshot_file,
         help=f"api mode: snapshot loaded on a cold start, '' for none (default {d.snapshot_file})",
     )
-    parser.add_argument("--lua-dir", default=None, help="folder holding syncer/*.lua (default: shipped copy)")
+    parser.add_argument(
+        "--lua-dir",
+        default=None,
+        help="folder holding syncer/*.lua (default: `syncer lua-path`; debian layout: /usr/share/syncer/lua)",
+    )
     parser.add_argument(
         "--upstream-conf",
         default=d.upstream_conf,
         help=f"reload mode: the rendered upstream file to include (default {d.upstream_conf})",
     )
-    parser.add_argument("--pid", dest="pid_path", default=d.pid_path, help="pid file, prefix-relative ok")
-    parser.add_argument("--error-log", default=d.error_log, help="error log, prefix-relative ok")
-    parser.add_argument("--access-log", default=d.access_log, help="access log, '' for off")
+    parser.add_argument("--pid", dest="pid_path", default=None, help=f"pid file (default {d.pid_path})")
+    parser.add_argument("--error-log", default=None, help=f"error log (default {d.error_log})")
+    parser.add_argument("--access-log", default=None, help=f"access log, '' for off (default {d.access_log})")
     parser.add_argument("--worker-processes", type=_workers, default=d.worker_processes)
     parser.add_argument("--dict-size", default=d.dict_size, help="api mode: lua_shared_dict size")
     parser.add_argument(
@@ -344,24 +410,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="entry service routed by Consul's L7 entries (docs/routing.md), repeatable",
     )
     parser.add_argument("--routing-listen", default=d.routing_listen, help="where the routing entries listen")
+    from syncer.compare import nginx_hook  # noqa: PLC0415 - `syncer compare`'s replay log and mirror
+
+    nginx_hook.add_arguments(parser)
 
 
 def options_from_args(args: argparse.Namespace) -> ExampleOptions:
+    layout: Layout = args.layout
+    base = debian_options() if layout == "debian" else ExampleOptions(lua_dir=args.lua_dir or _default_lua_dir())
+    access_log = base.access_log if args.access_log is None else (args.access_log or None)
     return ExampleOptions(
+        layout=layout,
+        admin_access_log=base.admin_access_log,
+        temp_dir_prefix=base.temp_dir_prefix,
+        worker_connections=base.worker_connections,
         listen=args.listen,
         admin_listen=args.admin_listen,
         admin_allow_remote=args.admin_allow_remote,
         services=tuple(args.services or ("web",)),
         token_file=args.token_file,
         snapshot_file=args.snapshot_file or None,
-        lua_dir=args.lua_dir or _default_lua_dir(),
+        lua_dir=args.lua_dir or base.lua_dir,
         upstream_conf=args.upstream_conf,
-        pid_path=args.pid_path,
-        error_log=args.error_log,
-        access_log=args.access_log or None,
+        pid_path=args.pid_path or base.pid_path,
+        error_log=args.error_log or base.error_log,
+        access_log=access_log,
         worker_processes=args.worker_processes,
         dict_size=args.dict_size,
-        load_modules=args.load_modules,
+        load_modules=args.load_modules and base.load_modules,
         log_phase=args.log_phase,
         user=args.user,
         client_address=args.client_address,
@@ -375,6 +451,9 @@ def run(args: argparse.Namespace) -> int:
     """Print the config; exit status 2 with a message for an unusable option."""
     try:
         text = render_example(args.mode, options_from_args(args))
+        from syncer.compare import nginx_hook  # noqa: PLC0415
+
+        text = nginx_hook.apply(text, args)
     except ExampleError as exc:
         print(f"syncer nginx-example: {exc}", file=sys.stderr)
         return 2
@@ -392,4 +471,16 @@ if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(_main())
 
 
-__all__ = ["ExampleError", "ExampleOptions", "Mode", "add_arguments", "render_example", "run", "validate"]
+__all__ = [
+    "LAYOUTS",
+    "ExampleError",
+    "ExampleOptions",
+    "Layout",
+    "Mode",
+    "add_arguments",
+    "debian_options",
+    "render_example",
+    "rlimit_nofile",
+    "run",
+    "validate",
+]

@@ -131,6 +131,9 @@ class Stack:
         if self.mode == "reload":
             conf = self.upstream_conf
             return (conf.read_bytes(), conf.stat().st_mtime_ns, workers) if conf.exists() else (None, workers)
+        upstreams = self.admin("GET", "/upstreams").json().get("upstreams") or {}
+        if upstreams:  # the snapshot is written off the apply path: let it catch up with the push
+            wait_until(self.snapshot.exists, timeout=5, message="the snapshot written after a push")
         snapshot = self.snapshot.read_bytes() if self.snapshot.exists() else None
         return (json.dumps(self.admin("GET", "/upstreams").json(), sort_keys=True), snapshot, workers)
 

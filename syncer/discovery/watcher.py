@@ -82,7 +82,7 @@ class WatcherOptions:
     liveness_interval: float = 5.0  # probe period while Consul answers (1 s while it does not)
     liveness_timeout: float = 2.0
     read_backoff_initial: float = 0.25
-    read_backoff_max: float = 30.0
+    read_backoff_max: float = 10.0
     metrics: Metrics | None = None
 
     @property
@@ -241,7 +241,17 @@ class Watcher:
             dirty = {name for name in names if old.services.get(name) != event.services.get(name)}
             nodes = {n for n in old.nodes.keys() | event.nodes.keys() if old.nodes.get(n) != event.nodes.get(n)}
             if nodes:
-                dirty |= {name for name, state in self._services.items() if state.nodes & nodes}
+                # A node-level check (serfHealth, maintenance) changes every service on the
+                # node: those with checks there, and those whose instances we have seen there
+                # (a passing-only read of a failed node no longer lists them, so that set
+                # only grows).
+                on_node = {
+                    name
+                    for seen in (old, event)
+                    for name, rows in seen.services.items()
+                    if any(row[0] in nodes for row in rows)
+                }
+                dirty |= on_node | {name for name, state in self._services.items() if state.nodes & nodes}
             log.debug("checks moved", index=event.index, services=sorted(dirty)[:20], nodes=sorted(nodes)[:20])
             for name in sorted(dirty & self._services.keys()):
                 self._enqueue("read", name, _DIRTY)
@@ -255,7 +265,12 @@ class Watcher:
             self._emit(CatalogChanged(frozenset(names), tuple(rejections), event.at))
         with self._lock:
             old, self._catalog = self._catalog, event
-            if old is None or event.index <= old.index:
+            if old is None or event.index == old.index:
+                return
+            if event.index < old.index:
+                # Consul's state was lost or restored: nothing we read before can be trusted
+                # to still hold, so read every service again (the store holds the drops).
+                self._sweep(self._clock())
                 return
             changed = {n for n in old.tags.keys() | event.tags.keys() if old.tags.get(n) != event.tags.get(n)}
             log.debug("catalog moved", index=event.index, services=sorted(changed)[:20])
@@ -356,7 +371,7 @@ class Watcher:
                 return  # unwatched while we read: a stopped watch emits nothing
             state.read_at = self._clock()
             recovered, state.failures, state.retry_at = state.failures > 0, 0, None
-            state.index, state.nodes = answer.index or 0, nodes
+            state.index, state.nodes = answer.index or 0, state.nodes | nodes
             if self._explain is not None and state.index >= self._explain[0]:
                 self._explain = None
             changed = fingerprint != state.last
@@ -381,7 +396,7 @@ class Watcher:
             self._lock.notify_all()
         if self._options.metrics is not None:
             self._options.metrics.consul_errors.labels("health_service", str(status or type(exc).__name__)).inc()
-        log.warning("consul read failed", service=service, error=str(exc), attempt=attempt)
+        log.warning("consul query failed", service=service, error=str(exc), attempt=attempt)
         self._emit(ServiceReadFailed(service, str(exc), status, time.monotonic()))
 
     def _confirm(self, service: str) -> None:

@@ -69,7 +69,7 @@ class DropDecided:
     service: str
     before: int
     after: int
-    outcome: Literal["confirmed", "recovered", "grace over", "confirm failed"]
+    outcome: Literal["confirmed", "recovered", "confirm failed", "refilled", "grace over"]
     error: str = ""
 
 
@@ -108,6 +108,7 @@ class Store:
     changed_at: dict[str, float] = field(default_factory=dict)  # first unapplied change per service
     failing: dict[str, float] = field(default_factory=dict)  # watch key -> failing since
     last_error: str = ""
+    last_status: int | None = None  # HTTP status of the last failure (None: no answer at all)
     rejections: dict[str, tuple[Rejection, ...]] = field(default_factory=dict)
     confirming: set[str] = field(default_factory=set)
     hold_until: float | None = None
@@ -178,11 +179,11 @@ class Store:
             if event.service in self.selected:
                 self.unreadable.add(event.service)  # cannot be read: must not hold back the others
                 self.failing.setdefault(f"service:{event.service}", event.at)
-                self.last_error = event.error
+                self.last_error, self.last_status = event.error, event.status
             return []
         if isinstance(event, WatchFailed):
             self.failing.setdefault(event.key, event.at)
-            self.last_error = event.error
+            self.last_error, self.last_status = event.error, event.status
             return []
         if isinstance(event, WatchRecovered):
             self.failing.pop(event.key, None)
@@ -212,7 +213,7 @@ class Store:
             self.reset_held[name] = event.servers
             return commands
         if self.reset_held.pop(name, None) is not None:
-            commands.append(DropDecided(name, len(current or ()), len(event.servers), "recovered"))
+            commands.append(DropDecided(name, len(current or ()), len(event.servers), "refilled"))
         if self.guard.offer(name, current, event.servers, now):
             self._accept(name, event.servers, now)
         elif name not in self.confirming:

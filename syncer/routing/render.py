@@ -13,7 +13,7 @@ table into variables:
   sticky key), and ``$syncer_pool_<entry>``: the pool (upstream) to proxy to;
 * maps for the prefix rewrite and the header values of the chosen route.
 
-``syncer-routing-<entry>.conf`` (location level) uses them: the rewrite, the header
+``syncer-routing-<entry>.location`` (location level) uses them: the rewrite, the header
 directives, the entry's retry/timeout policy and ``proxy_pass http://$syncer_pool_<entry>``.
 
 Every value printed comes out of ``quote`` (a double-quoted nginx string with ``\\`` and
@@ -39,7 +39,7 @@ from syncer.routing.render_gray import render_gray
 from syncer.routing.table import Action, RouteTable
 
 HTTP_FILE = "syncer-routing.conf"
-ENTRY_FILE = "syncer-routing-{entry}.conf"
+ENTRY_FILE = "syncer-routing-{entry}.location"
 _SAFE = re.compile(r"^[A-Za-z0-9_.$:%-]+$")
 
 

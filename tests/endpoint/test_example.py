@@ -15,7 +15,7 @@ import requests
 
 from syncer.nginx_example import ExampleError, ExampleOptions, add_arguments, render_example, run
 from syncer.testing.backends import BackendFarm
-from syncer.testing.nginx import NginxProcess
+from syncer.testing.nginx import NginxProcess, children
 from syncer.testing.ports import free_port
 from syncer.testing.wait import wait_until
 
@@ -203,3 +203,46 @@ def test_cli_prints_the_config(tmp_path: Path) -> None:
 
     bad = parser.parse_args(["--mode", "reload", "--service", "a b"])
     assert run(bad) == 2
+
+
+@pytest.mark.parametrize("mode", ["reload", "api"])
+def test_printed_config_hides_the_version_and_gives_two_descriptors_per_connection(
+    tmp_path: Path, farm: BackendFarm, mode: Any
+) -> None:
+    """`server_tokens off`: nginx's error pages and Server header carry no version; and
+    `worker_rlimit_nofile` is at least twice `worker_connections` (a proxied request holds
+    the client's and the upstream's descriptor), which the running workers really get."""
+    port, admin = free_port(), free_port()
+    upstream_conf = tmp_path / "upstream.conf"
+    upstream_conf.write_text(f"upstream web {{ server 127.0.0.1:{farm.ports['b1']}; }}\n")
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    options = ExampleOptions(
+        listen=f"127.0.0.1:{port}",
+        admin_listen=f"127.0.0.1:{admin}",
+        upstream_conf=str(upstream_conf),
+        token_file=str(token_file),
+        snapshot_file=None,
+        worker_processes=1,
+        worker_connections=512,
+    )
+    conf = render_example(mode, options)
+    (limit,) = (
+        int(line.split()[1].rstrip(";")) for line in conf.splitlines() if line.startswith("worker_rlimit_nofile")
+    )
+    assert limit >= 2 * 512
+    nginx = NginxProcess(tmp_path / "nginx", conf)
+    nginx.start(wait_port=port)
+    try:
+        answer = get(port, "web")  # api mode: no servers pushed yet, so nginx's own 502 page
+        assert answer.headers["Server"] == "nginx"
+        if answer.status_code >= 400:
+            assert "nginx/" not in answer.text
+        workers = [proc for proc in children(nginx.pid) if "worker" in proc.title]
+        assert workers
+        for worker in workers:
+            limits = Path(f"/proc/{worker.pid}/limits").read_text()
+            (soft,) = (line.split()[3] for line in limits.splitlines() if line.startswith("Max open files"))
+            assert int(soft) == limit
+    finally:
+        nginx.stop()

@@ -22,7 +22,7 @@ def test_agent_waits_with_backoff_and_jitter_then_converges(
     port = free_port()  # nothing listens here yet
     before = stack.fingerprint()
     agent = start_agent(stack.agent_args(f"127.0.0.1:{port}"))
-    failures = wait_event(agent, "consul query failed", count=2)[:2]
+    failures = wait_event(agent, "consul query failed", count=2, watch="health:state")[:2]
 
     assert [f["attempt"] for f in failures] == [1, 2]
     for failure in failures:

@@ -11,7 +11,7 @@ from syncer.devconsul.server import DevConsul
 from syncer.testing.backends import BackendFarm
 from syncer.testing.consul import ConsulWriter
 from tests.conftest import StartAgent
-from tests.stack import BOTH_MODES, HEALTH_PATH, Stack, nudge, register, wait_event, wait_fault_hits
+from tests.stack import BOTH_MODES, Stack, nudge, register, wait_event, wait_fault_hits
 
 
 @pytest.mark.parametrize("stack", BOTH_MODES, indirect=True)
@@ -46,7 +46,7 @@ def test_index_zero_never_busy_loops(
     start_agent(stack.agent_args(dev_consul.address))
     stack.wait_serving(backends, {"b1"})
 
-    dev_consul.faults.force_index(0, HEALTH_PATH)
+    dev_consul.faults.force_index(0, "/v1/health/state/any")  # the check detector: a blocking query
     nudge(consul)  # ends the poll in flight; the next one (faulted) blocks on the real index
     wait_fault_hits(dev_consul, 1)
     nudge(consul)  # ...and answers with index 0: from here on every query returns at once

@@ -1,6 +1,6 @@
 """/healthz: 503 until the first full sync, 200 after it, and 503 again once Consul has
-been unreachable, or nginx has refused changes, for longer than the configured grace
-(`[observe] consul_grace` / `nginx_grace` in the TOML config)."""
+been unreachable, or changes could not be applied, for longer than the configured grace
+(`[observe] consul_grace` / `nginx_grace` in the TOML config). The status names the cause."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from tests.conftest import StartAgent
 from tests.faultproxy import FaultProxy
 from tests.stack import (
     BOTH_MODES,
-    HEALTH_PATH,
     NEEDS_LUA,
     NEEDS_NGINX,
     Stack,
@@ -72,7 +71,7 @@ def test_503_when_consul_is_unreachable_past_the_grace(
     stack.wait_serving(backends, {"b1"})
     status_becomes(url, 200, "ok")
 
-    dev_consul.faults.down(HEALTH_PATH)
+    dev_consul.faults.down()  # every new connection cut: the liveness probe notices
     body = status_becomes(url, 503, "consul unreachable")
     assert float(str(body["consul_failing_for"])) >= GRACE  # rounded to 0.1s
     assert stack.served({"b1"})
@@ -85,7 +84,7 @@ def test_503_when_nginx_refuses_changes_past_the_grace_reload(
     stack: Stack, dev_consul: DevConsul, consul: ConsulWriter, backends: BackendFarm, start_agent: StartAgent
 ) -> None:
     """Reload mode: the reload command fails for longer than nginx_grace → 503 "nginx
-    refusing changes" with the error; 200 once a retried reload works."""
+    reload failing" with the error; 200 once a retried reload works."""
     flag = stack.root / "refuse"
     reload = stack.root / "reload.sh"
     reload.write_text(f'#!/bin/sh\n[ -e "{flag}" ] && exit 1\nexec {" ".join(stack.nginx.base_args)} -s reload\n')
@@ -98,7 +97,7 @@ def test_503_when_nginx_refuses_changes_past_the_grace_reload(
 
     flag.touch()
     register(consul, backends, "b2")
-    body = status_becomes(url, 503, "nginx refusing changes")
+    body = status_becomes(url, 503, "nginx reload failing")
     assert "reload failed" in str(body["nginx_error"])
     flag.unlink()
     status_becomes(url, 200, "ok")
@@ -122,8 +121,8 @@ def test_503_when_nginx_refuses_changes_past_the_grace_api(
     backends: BackendFarm,
     start_agent: StartAgent,
 ) -> None:
-    """Api mode: the endpoint answers 503 for longer than nginx_grace → /healthz 503; 200
-    once a retried push goes through."""
+    """Api mode: the endpoint answers 503 for longer than nginx_grace → /healthz 503 "nginx
+    endpoint failing"; 200 once a retried push goes through."""
     config = write_config(stack.root / "h.toml", {"observe": {"nginx_grace": GRACE}})
     register(consul, backends, "b1")
     agent = start_agent(stack.agent_args(dev_consul.address, "--config", str(config), endpoint=proxy.url))
@@ -132,8 +131,34 @@ def test_503_when_nginx_refuses_changes_past_the_grace_api(
 
     proxy.set("error", status=503)
     register(consul, backends, "b2")
-    body = status_becomes(url, 503, "nginx refusing changes")
+    body = status_becomes(url, 503, "nginx endpoint failing")
     assert "503" in str(body["nginx_error"])
     proxy.set("pass")
+    status_becomes(url, 200, "ok")
+    stack.wait_serving(backends, {"b1", "b2"})
+
+
+@NEEDS_NGINX
+def test_503_names_the_upstream_file_when_it_cannot_be_written(
+    stack: Stack, dev_consul: DevConsul, consul: ConsulWriter, backends: BackendFarm, start_agent: StartAgent
+) -> None:
+    """Reload mode: the upstream file cannot be written (here its folder is gone; a full
+    disk or a read-only mount fail the same way) → 503 "cannot write the upstream file"
+    with the OS error, not "nginx refusing changes"; 200 once it can be written again."""
+    link = stack.root / "out"
+    link.symlink_to(stack.upstream_conf.parent)
+    output = link / stack.upstream_conf.name
+    config = write_config(stack.root / "h.toml", {"observe": {"nginx_grace": GRACE}})
+    register(consul, backends, "b1")
+    agent = start_agent(stack.agent_args(dev_consul.address, "--config", str(config), "--output", str(output)))
+    url = metrics_url(agent)
+    stack.wait_serving(backends, {"b1"})
+
+    link.unlink()
+    register(consul, backends, "b2")
+    body = status_becomes(url, 503, "cannot write the upstream file")
+    assert "No such file or directory" in str(body["nginx_error"])
+    assert stack.served({"b1"})  # nginx keeps the last good state
+    link.symlink_to(stack.upstream_conf.parent)
     status_becomes(url, 200, "ok")
     stack.wait_serving(backends, {"b1", "b2"})

@@ -60,7 +60,7 @@ def test_metrics_cover_syncs_nginx_consul_and_held_drops(
     assert metric(s, "syncer_held_drops_total", service="web", outcome="held") == 1
     assert metric(s, "syncer_held_drops_total", service="web", outcome="recovered") == 1
     assert abs(metric(s, "syncer_last_success_timestamp_seconds") - time.time()) < 60
-    assert metric(s, "syncer_consul_request_duration_seconds_count", endpoint="health_service", blocking="true") >= 1
+    assert metric(s, "syncer_consul_request_duration_seconds_count", endpoint="health_state", blocking="true") >= 1
     assert metric(s, "syncer_consul_request_duration_seconds_count", endpoint="health_service", blocking="false") >= 1
     assert metric(s, "syncer_consul_errors_total", endpoint="health_service", kind="500") == 1
     assert metric(s, "syncer_change_to_applied_seconds_count", mode=stack.mode) >= 2

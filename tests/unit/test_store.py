@@ -132,7 +132,7 @@ def test_after_consul_lost_its_state_drops_wait_for_the_grace_or_the_instances()
     assert store.tick(15.0) == []  # no confirming read while holding: the grace decides
     assert store.snapshot()["web"] == servers(1, 2, 3)
     # re-registered before the grace ends: applied as an ordinary answer
-    assert store.handle(changed("web", 1, 2, 3), 18.0) == [st.DropDecided("web", 3, 3, "recovered")]
+    assert store.handle(changed("web", 1, 2, 3), 18.0) == [st.DropDecided("web", 3, 3, "refilled")]
     assert store.changed_at == {}
     # api never comes back: after the grace, syncer follows Consul
     store.handle(changed("api"), 19.0)
