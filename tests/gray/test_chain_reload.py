@@ -91,7 +91,7 @@ http {{
     include syncer-routing.conf;
     server {{
         listen 127.0.0.1:{port}; listen [::1]:{port};
-        location / {{ include syncer-routing-web.conf; }}
+        location / {{ include syncer-routing-web.location; }}
     }}
 }}
 """
