@@ -41,9 +41,13 @@ from bench import machine, procfs
 from bench.analysis import percentile
 from bench.load import Wrk, WrkResult, wrk_binary
 from bench.settings import Settings, default_settings, quick_settings
+from syncer import resources
 from syncer.devconsul.server import DevConsul
+from syncer.routing.kv_payload import gray_payload
 from syncer.testing.backends import BackendFarm
 from syncer.testing.consul import ConsulWriter
+from syncer.testing.nginx import LUA_MODULES, NginxProcess
+from syncer.testing.ports import free_port
 from syncer.testing.routing import Mode, RoutingLab
 from syncer.testing.wait import wait_until
 
@@ -137,6 +141,7 @@ class GrayResult:
     propagation_ms: list[float] = field(default_factory=list)  # the 10,000-entry list
     propagation_small_ms: list[float] = field(default_factory=list)  # a 10-entry list
     loadavg: tuple[str, str] = ("", "")  # before, after: the machine is shared
+    lua_us: dict[str, float] = field(default_factory=dict)  # in-nginx timings of the api stage
 
     def p(self, q: float) -> float | None:
         return percentile(self.propagation_ms, q)
@@ -164,6 +169,7 @@ class GrayResult:
             "propagation_ms": self.propagation_ms,
             "propagation_small_ms": self.propagation_small_ms,
             "loadavg": self.loadavg,
+            "lua_us": self.lua_us,
         }
 
 
@@ -250,6 +256,69 @@ def _pace(gap: float = 0.25) -> None:
     time.sleep(gap)
 
 
+LUA_TIMING = """
+local json = require "syncer.json"
+local gray = require "syncer.gray"
+local body = package.loaded.gray_bench_payload
+local function now() ngx.update_time() return ngx.now() end
+local out, t0 = {}, now()
+local spec = json.decode(body)
+local c = assert(gray.compile(spec))
+out.decode_and_compile_ms = (now() - t0) * 1000
+local best = math.huge
+for _ = 1, 5 do
+    t0 = now()
+    for _ = 1, 200000 do gray.decide(c) end
+    best = math.min(best, (now() - t0) / 200000 * 1e6)
+end
+out.decide_us = best
+ngx.say(json.encode(out))
+"""
+
+
+def lua_timings(workdir: Path, payload: dict[str, Any]) -> dict[str, float]:
+    """The api-mode stage in a real nginx's LuaJIT, with real ngx.var lookups: the cost of
+    one decision (best of 5 x 200,000, a miss on every stage: the most work) and of
+    decoding + compiling the pushed table once per version."""
+    prefix = workdir / "gray-lua"
+    (prefix / "conf").mkdir(parents=True, exist_ok=True)
+    path = prefix / "payload.json"
+    path.write_text(json.dumps(payload))
+    port = free_port()
+    conf = f"""{LUA_MODULES}
+worker_processes 1;
+error_log logs/error.log warn;
+pid logs/nginx.pid;
+events {{ worker_connections 16; }}
+http {{
+    access_log off;
+    lua_package_path "{resources.lua_dir()}/?.lua;;";
+    # read as root in the master (the workers may not read the work folder)
+    init_by_lua_block {{
+        local f = assert(io.open("{path}", "rb"))
+        package.loaded.gray_bench_payload = f:read("*a")
+        f:close()
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location = /time {{
+            content_by_lua_block {{
+{LUA_TIMING}
+            }}
+        }}
+    }}
+}}
+"""
+    nginx = NginxProcess(prefix, conf)
+    nginx.start(wait_port=port)
+    try:
+        answer = requests.get(f"http://127.0.0.1:{port}/time", headers={"Host": MISS_HOST}, timeout=120)
+        answer.raise_for_status()
+        return {k: float(v) for k, v in answer.json().items()}
+    finally:
+        nginx.stop()
+
+
 def run_gray(settings: Settings, workdir: Path) -> GrayResult:
     rng = random.Random(20191126)
     addresses = address_list(rng)
@@ -299,6 +368,8 @@ def run_gray(settings: Settings, workdir: Path) -> GrayResult:
                         f"(failed {none_run.failed}/{rules_run.failed}), ratio {row.ratios[-1]:.3f}"
                     )
                 result.throughput.append(row)
+                if mode == "api":
+                    result.lua_us = lua_timings(workdir, gray_payload(gray))
         samples = 10 if settings.quick else 50
         series = _propagation(settings, workdir, consul, gray_list, samples)
         result.propagation_ms = series[len(addresses)]
@@ -344,6 +415,13 @@ def section(result: GrayResult | None) -> list[str]:
         "CPU ratio: worker CPU per request without rules / with rules, i.e. the throughput ratio nginx would "
         "reach if it were CPU-bound on a machine of its own (it counts nothing but nginx's own work).",
     ]
+    if result.lua_us:
+        lines += [
+            "",
+            f"In nginx's LuaJIT, with real `ngx.var` lookups: one api-mode gray decision (every stage looked up "
+            f"and missed) costs {result.lua_us['decide_us']:.2f} us; decoding and compiling the pushed table, "
+            f"once per version and worker, {result.lua_us['decode_and_compile_ms']:.1f} ms.",
+        ]
     if result.propagation_ms:
         p50, p99, worst = result.p(50), result.p(99), max(result.propagation_ms)
         lines += [
