@@ -66,7 +66,8 @@ def main() -> int:
     parser.add_argument("--scenario", choices=["basic", *sorted(SCENARIOS)], default="basic",
                         help="a traffic-steering story from the seeds (scripts/demo_routing.py)")  # fmt: skip
     parser.epilog = "scenarios (seed numbers): " + "; ".join(  # demo_gray.py / demo_routing.py docstrings
-        f"{name}: {(fn.__doc__ or '').strip().splitlines()[0]}" for name, fn in sorted(SCENARIOS.items()))
+        f"{name}: {(fn.__doc__ or '').strip().splitlines()[0]}" for name, fn in sorted(SCENARIOS.items())
+    )
     args = parser.parse_args()
     if args.scenario != "basic":
         work_root: Path = args.workdir / f"scenario-{args.scenario}"
