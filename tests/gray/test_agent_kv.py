@@ -5,6 +5,8 @@ sink, real nginx, requests from distinct loopback source addresses."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -77,5 +79,31 @@ def test_agent_follows_the_kv_gray_list(
                 assert {p.pid for p in lab.nginx.workers()} == workers  # no reload in api mode
         finally:
             agent.stop()
+            lab.stop()
+            writer.close()
+
+
+def test_once_applies_the_kv_gray_list(tmp_path: Path, echo: EchoBackends) -> None:
+    """`syncer once --routing` reads the KV prefix too: one pass, the list is in force."""
+    with DevConsul(port=0) as dev:
+        writer = ConsulWriter(dev.url)
+        writer.register("web", "v1a", echo.ports["v1a"], meta={"version": "1"})
+        writer.register("web", "v2a", echo.ports["v2a"], meta={"version": "2"})
+        for entry in (HTTP, RESOLVER):
+            assert requests.put(f"{dev.url}/v1/config", json=entry, timeout=5).text == "true"
+        testers = {"target": {"service": "web", "subset": "v2"}, "addresses": ["127.0.0.2"]}
+        key = f"{dev.url}/v1/kv/syncer/gray/web/lists/testers"
+        requests.put(key, data=json.dumps(testers), timeout=5).raise_for_status()
+        lab = RoutingLab("reload", tmp_path / "lab", dev.url).start()
+        try:
+            args = lab.agent_args(dev.address)
+            args[0] = "once"
+            done = subprocess.run(
+                [sys.executable, "-m", "syncer", *args], capture_output=True, text=True, timeout=60, check=False
+            )
+            assert done.returncode == 0, done.stdout + done.stderr
+            wait_until(lambda: lab.request("/", source="127.0.0.2").backend == "v2a", timeout=10, message="the list")
+            assert lab.request("/", source="127.0.0.3").backend == "v1a"
+        finally:
             lab.stop()
             writer.close()
