@@ -166,8 +166,9 @@ class ConsulClient:
         if sent is not None:
             params = [("index", sent), ("wait", format_wait(wait)), *params]
         raw = self._get(f"/v1/kv/{prefix}", params)
-        if raw.code == 404:
-            return Answer(_int_header(raw.headers, "X-Consul-Index"), [], None, None, False)
+        if raw.code == 404:  # Consul sets its meta headers on this answer too
+            filtered = raw.headers.get("X-Consul-Results-Filtered-By-ACLs", "").lower() == "true"
+            return Answer(_int_header(raw.headers, "X-Consul-Index"), [], None, None, filtered)
         if raw.code != 200:
             raise ConsulError(_describe(raw.code, raw.body), status=raw.code)
         if len(raw.body) > MAX_BODY:

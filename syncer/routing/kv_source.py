@@ -46,6 +46,10 @@ class KVSource:
             # Consul hides keys the token cannot read: the rules would silently be partial
             log.warning("kv answer filtered by ACLs: give syncer's token key_prefix read", prefix=self.prefix)
         self._warned_acl = answer.filtered_by_acls
+        if answer.filtered_by_acls and not answer.body and self._good:
+            # nothing readable is not proof that the rules were deleted: keep the last good ones
+            rules = self.rules()
+            return (rules, ()), GrayRulesChanged(rules, (), index, time.monotonic())
         rejections = self.absorb(answer.body)
         rules = self.rules()
         return (rules, rejections), GrayRulesChanged(rules, rejections, index, time.monotonic())

@@ -15,10 +15,12 @@ from structlog.testing import capture_logs
 
 from syncer.config import ConsulSettings
 from syncer.devconsul.server import DevConsul
-from syncer.discovery.client import ConsulClient
+from syncer.discovery.client import Answer, ConsulClient
 from syncer.routing.events import GrayRulesChanged
 from syncer.routing.kv import Target
 from syncer.routing.kv_source import KVSource
+
+from .stack import kv_body
 
 
 @pytest.fixture
@@ -107,3 +109,16 @@ def test_custom_prefix(dev_consul: DevConsul, client: ConsulClient) -> None:
     event, _ = read(KVSource(client, prefix="edge/"))
     assert [e.entry for e in event.rules.entries] == ["api"]
     assert event.rules.referenced_services() == {"api"}
+
+
+def test_an_empty_answer_filtered_by_acls_keeps_the_last_good_rules() -> None:
+    """A token that lost key:read sees nothing: that is not proof the rules were deleted."""
+    source = KVSource(client=None)  # type: ignore[arg-type]  # read() never asks Consul
+    good = Answer(5, kv_body({"gray/web/lists/testers": LIST}), None, None, False)
+    _, first = source.read(good, 5)
+    with capture_logs() as logs:
+        _, hidden = source.read(Answer(6, [], None, None, True), 6)
+    assert hidden.rules == first.rules
+    assert any(entry["event"].startswith("kv answer filtered by ACLs") for entry in logs)
+    _, deleted = source.read(Answer(7, [], None, None, False), 7)  # unfiltered and empty: gone
+    assert deleted.rules.entries == ()
