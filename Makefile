@@ -5,7 +5,7 @@ PY := .venv/bin/python
 .PHONY: demo test bootstrap lint typecheck pytest bench bench-quick clean
 
 demo: bootstrap  ## set up, then run the agent against the dev Consul and a real nginx
-	$(PY) scripts/demo.py --mode $(MODE)
+	$(PY) scripts/demo.py --mode $(MODE) $(if $(SCENARIO),--scenario $(SCENARIO))
 
 test: bootstrap lint typecheck pytest  ## set up, then run the whole suite (what CI runs)
 

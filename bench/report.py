@@ -12,8 +12,13 @@ from typing import Any
 from bench import dns_report
 from bench.analysis import ModeSummary, Spread, WindowSummary
 from bench.dns_run import DnsResult
+from bench.gray import SECTION as GRAY_SECTION
+from bench.gray import GrayResult
+from bench.gray import section as gray_section
 from bench.hotpath import HotpathResult
 from bench.machine import Machine
+from bench.routing import RoutingBench
+from bench.routing import section as routing_section
 from bench.settings import Settings
 
 API_PROPAGATION_P99_MS = 50.0
@@ -33,6 +38,8 @@ SECTIONS = (
     "## Propagation latency, all changes",
     "## Syncer cost",
     dns_report.TITLE,
+    "## Traffic steering (Consul L7 entries)",
+    GRAY_SECTION,
     "## Method",
     "## Caveats",
 )
@@ -51,6 +58,8 @@ class RunResult:
     modes: list[ModeSummary]
     figures: dict[str, str] = field(default_factory=dict)  # key -> file name in the output folder
     dns: DnsResult | None = None  # the DNS strategy's own figures (bench/dns_run.py)
+    routing: RoutingBench | None = None  # bench/routing.py
+    gray: GrayResult | None = None  # bench/gray.py
 
 
 def ms(value: float | None, digits: int = 1) -> str:
@@ -561,6 +570,8 @@ def render(result: RunResult) -> str:
     lines += [*cost_section(result), ""]
     if result.dns is not None:
         lines += [*dns_report.section(result.modes, result.dns), ""]
+    lines += routing_section(result.routing)
+    lines += gray_section(result.gray)
     lines += [*method_section(result), ""]
     lines += caveats_section(result)
     return "\n".join(lines) + "\n"
@@ -595,6 +606,8 @@ def to_json(result: RunResult) -> dict[str, Any]:
         ],
         "figures": result.figures,
         "dns": dns_report.to_json(result.dns) if result.dns is not None else None,
+        "routing": result.routing.to_dict() if result.routing else None,
+        "gray": result.gray.to_dict() if result.gray else None,
     }
 
 

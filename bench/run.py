@@ -26,10 +26,12 @@ from bench import machine, plots, report
 from bench.analysis import summarise_mode
 from bench.backends import Backends
 from bench.dns_run import count_strays, run_dns_strategies
+from bench.gray import run_gray
 from bench.hotpath import run_hotpath
 from bench.load import wrk_binary
 from bench.mode_run import ModeRun, run_mode, say
 from bench.ports import start_with_fresh_ports
+from bench.routing import run_routing
 from bench.scenarios import plan
 from bench.settings import Settings, default_settings, quick_settings
 from bench.stack import Mode
@@ -105,6 +107,8 @@ def run(settings: Settings, out: Path, workdir: Path, command: str) -> Path:
         stack.callback(backends.stop)
         say(f"{len(backends.ports)} backends up")
         hotpath = run_hotpath(settings, backends, hot_names, workdir)
+        routing_rows = run_routing(settings, workdir)  # issue 10: bench/routing.py
+        gray_rows = run_gray(settings, workdir)  # issue 11: bench/gray.py
         for mode in MODES:
             runs.append(run_mode(mode, settings, scenarios, backends, pools[mode], workdir))
         dns = run_dns_strategies(settings, scenarios, backends, workdir, log_dir)  # bench/dns_run.py
@@ -127,6 +131,8 @@ def run(settings: Settings, out: Path, workdir: Path, command: str) -> Path:
         hotpath=hotpath,
         modes=summaries,
         dns=dns,
+        routing=routing_rows,
+        gray=gray_rows,
     )
     result.figures["hotpath"] = plots.hotpath_figure(hotpath, out / "hotpath.png").name
     result.figures["propagation"] = plots.propagation_figure(

@@ -21,12 +21,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import requests
+from demo_gray import SCENARIOS as GRAY_SCENARIOS  # scripts/demo_gray.py: seeds 001, 002
+from demo_routing import SCENARIOS  # scripts/demo_routing.py, beside this file
 
 from syncer.devconsul.server import DevConsul
 from syncer.testing.backends import BackendFarm
 from syncer.testing.consul import ConsulWriter
 from syncer.testing.nginx import NginxProcess
 from syncer.testing.ports import free_port, port_open
+from syncer.testing.routing import Mode
 from syncer.testing.wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,10 +59,23 @@ def show_until(port: int, expected: set[str], what: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--mode", choices=("reload", "api"), default="reload")
+    parser.add_argument("--mode", choices=("reload", "api", "both"), default="reload")
     parser.add_argument("--workdir", type=Path, default=ROOT / "run" / "demo")
     parser.add_argument("--keep", action="store_true", help="leave everything running until Ctrl-C")
+    SCENARIOS.update(GRAY_SCENARIOS)
+    parser.add_argument("--scenario", choices=["basic", *sorted(SCENARIOS)], default="basic",
+                        help="a traffic-steering story from the seeds (scripts/demo_routing.py)")  # fmt: skip
+    parser.epilog = "scenarios (seed numbers): " + "; ".join(  # demo_gray.py / demo_routing.py docstrings
+        f"{name}: {(fn.__doc__ or '').strip().splitlines()[0]}" for name, fn in sorted(SCENARIOS.items())
+    )
     args = parser.parse_args()
+    if args.scenario != "basic":
+        work_root: Path = args.workdir / f"scenario-{args.scenario}"
+        shutil.rmtree(work_root, ignore_errors=True)
+        modes: tuple[Mode, ...] = ("reload", "api") if args.mode == "both" else (args.mode,)
+        return max(SCENARIOS[args.scenario](m, work_root / m, args.keep) for m in modes)
+    if args.mode == "both":
+        parser.error("--mode both needs --scenario")
     mode: str = args.mode
     work: Path = args.workdir / mode
     shutil.rmtree(work, ignore_errors=True)

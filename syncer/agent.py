@@ -36,6 +36,8 @@ from syncer.planning import store as st
 from syncer.planning.desired import desired_state
 from syncer.planning.guard import DropGuard
 from syncer.planning.quiescence import Quiescence
+from syncer.routing.events import ConfigEntriesChanged, GrayRulesChanged
+from syncer.routing.follow import RoutingFollower
 from syncer.sinks import registry
 from syncer.sinks.base import ApplyResult, Sink
 from syncer.systemd import Notifier
@@ -155,6 +157,9 @@ class Agent:
         self._next_anti_entropy = 0.0
         self._in_flight: dict[str, float] = {}  # changes the running apply carries
         self.last_result: ApplyResult | None = None
+        self._routing = (  # docs/routing.md, docs/kv-layout.md
+            RoutingFollower(self.metrics.registry, settings.services.kv_prefix) if settings.services.routing else None
+        )
 
     # --- wiring --------------------------------------------------------------------------
 
@@ -184,9 +189,12 @@ class Agent:
             max_last_contact=consul.max_last_contact,
             resync_interval=consul.resync_interval,
             metrics=self.metrics,
+            reserved_long_polls=len(RoutingFollower.KINDS) + 1 if self._routing else 0,  # per kind, and KV
         )
         self._watcher = self._watcher_factory(self._client, self._events.put, options)
         self._watcher.start(self.settings.services.tags)
+        for source in self._routing.sources(self._client) if self._routing else ():
+            self._watcher.watch(source)
         self._execute(commands)
 
     def _stop_watcher(self) -> None:
@@ -269,6 +277,9 @@ class Agent:
             self._finish_probe(item)
         elif isinstance(item, Exception):
             self._finish_crash(item)
+        elif isinstance(item, ConfigEntriesChanged | GrayRulesChanged) and self._routing is not None:
+            self._execute(self.store.set_extra(self._routing.handle(item), self._clock()))
+            self._quiescence.changed(self._clock())
         elif not isinstance(item, _Wake):
             event: Event = item
             self._execute(self.store.handle(event, self._clock()))
@@ -276,7 +287,8 @@ class Agent:
     # --- applying ------------------------------------------------------------------------
 
     def _sync(self, reason: str) -> None:
-        desired = desired_state(self.store.snapshot())
+        snapshot = self.store.snapshot()
+        desired = self._routing.plan(snapshot) if self._routing else desired_state(snapshot)
         reconcile, sink, clock = self._force, self._sink, self._clock
         self._in_flight = self.store.applied()
         self._quiescence.reset()

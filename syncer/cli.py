@@ -75,6 +75,17 @@ def _sync_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="keep instances whose checks are in warning (with Weights.Warning)",
     )
+    g.add_argument(
+        "--routing",
+        action="store_true",
+        default=None,
+        help="steer traffic by Consul's service-router/-splitter/-resolver entries (docs/routing.md)",
+    )
+    g.add_argument(
+        "--kv-prefix",
+        metavar="PREFIX",
+        help="with --routing: the Consul KV folder holding gray rules (default syncer/; docs/kv-layout.md)",
+    )
     c = parser.add_argument_group("Consul (also CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN[_FILE], CONSUL_CACERT, ...)")
     c.add_argument("--consul-addr", metavar="HOST:PORT", help="Consul agent address (default 127.0.0.1:8500)")
     c.add_argument("--consul-token-file", type=Path, metavar="PATH", help="file holding the ACL token")
@@ -114,6 +125,8 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
     put("services", "names", args.service)
     put("services", "tags", args.tag)
     put("consul", "include_warning", args.include_warning)
+    put("services", "routing", args.routing)
+    put("services", "kv_prefix", args.kv_prefix)
     put("consul", "address", args.consul_addr)
     put("consul", "token_file", str(args.consul_token_file) if args.consul_token_file else None)
     put("reload", "output", str(args.output) if args.output else None)

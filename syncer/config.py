@@ -27,6 +27,7 @@ from typing import Any, Literal, TypeVar
 from urllib.parse import urlparse
 
 from syncer import logs, validate
+from syncer.routing.kv import check_prefix
 from syncer.sinks import registry
 
 if sys.version_info >= (3, 11):
@@ -97,6 +98,8 @@ class ConsulSettings:
 class ServiceSelection:
     names: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()  # every service carrying any of these tags
+    routing: bool = False  # follow Consul's service-router/-splitter/-resolver (docs/routing.md)
+    kv_prefix: str = "syncer/"  # with routing: gray rules under <kv_prefix>gray/ (docs/kv-layout.md)
 
 
 @dataclass(frozen=True)
@@ -238,6 +241,13 @@ def _command(key: str, value: object) -> tuple[str, ...]:
     if not isinstance(value, list | tuple) or not value or not all(isinstance(v, str) and v for v in value):
         raise ConfigError(key, value, "must be a command: a non-empty list of strings or a shell-quoted string")
     return tuple(value)
+
+
+def _kv_prefix(key: str, value: object) -> str:
+    try:
+        return check_prefix(value)
+    except ValueError as exc:
+        raise ConfigError(key, value, str(exc)) from None
 
 
 def _names(key: str, value: object) -> tuple[str, ...]:
@@ -462,7 +472,7 @@ _CONSUL: dict[str, Parser] = {
     "connect_timeout": lambda k, v: _positive(k, v, high=300),
     "once_timeout": lambda k, v: _positive(k, v, high=3600),
 }
-_SERVICES: dict[str, Parser] = {"names": _names, "tags": _tags}
+_SERVICES: dict[str, Parser] = {"names": _names, "tags": _tags, "routing": _boolean, "kv_prefix": _kv_prefix}
 _RELOAD: dict[str, Parser] = {
     "output": _path,
     "template": _path,

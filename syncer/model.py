@@ -11,6 +11,8 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from syncer.routing.table import RouteTable
+
 
 @dataclass(frozen=True, order=True)
 class Server:
@@ -31,6 +33,10 @@ class Server:
     instance_id: str = field(default="", compare=False)
     tags: tuple[str, ...] = field(default=(), compare=False)
     meta: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+    # For service-resolver subset filters (Node.Meta, Node.Node, OnlyPassing); never rendered.
+    node: str = field(default="", compare=False)
+    node_meta: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+    status: str = field(default="passing", compare=False)
 
     @property
     def endpoint(self) -> str:
@@ -63,9 +69,16 @@ class Upstream:
 
 @dataclass(frozen=True)
 class Desired:
-    """The complete state nginx should be in: every upstream, by name."""
+    """The complete state nginx should be in: every upstream, by name.
+
+    ``upstreams`` also holds the routing pools (one per (service, subset) target, named
+    by ``syncer.routing.pool_name``); ``pools`` names them and ``routing`` holds the
+    compiled routing table of each entry service (issue 10, docs/routing.md).
+    """
 
     upstreams: Mapping[str, Upstream]
+    routing: Mapping[str, RouteTable] = field(default_factory=dict)
+    pools: frozenset[str] = frozenset()
 
     def sorted(self) -> list[Upstream]:
         return [self.upstreams[name] for name in sorted(self.upstreams)]
@@ -80,13 +93,14 @@ def is_ipv6(address: str) -> bool:
 
 def rendered_view(
     servers: tuple[Server, ...],
-) -> tuple[tuple[Server, str, tuple[str, ...], tuple[tuple[str, str], ...]], ...]:
-    """Everything a template may print: nginx's fields plus instance ID, tags and meta.
+) -> tuple[tuple[object, ...], ...]:
+    """Everything a template may print: nginx's fields plus instance ID, tags and meta;
+    and what a service-resolver subset may select on (node, node meta, status).
 
     A change here is a change to act on (the sink still skips a reload when the rendered
-    bytes come out the same); ``Server`` equality alone ignores the last three.
+    bytes come out the same); ``Server`` equality alone ignores the rest.
     """
-    return tuple((s, s.instance_id, s.tags, s.meta) for s in servers)
+    return tuple((s, s.instance_id, s.tags, s.meta, s.node, s.node_meta, s.status) for s in servers)
 
 
 def make_upstream(name: str, servers: list[Server] | tuple[Server, ...]) -> Upstream:

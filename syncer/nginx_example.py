@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -26,6 +27,9 @@ from typing import Literal
 import jinja2
 
 from syncer import resources
+from syncer.routing.entries import SERVICE_NAME
+from syncer.routing.names import var_suffix
+from syncer.routing.realip import CLIENT_ADDRESS_CHOICES, ClientAddress, realip_lines
 
 Mode = Literal["reload", "api"]
 Layout = Literal["prefix", "debian"]
@@ -110,9 +114,17 @@ class ExampleOptions:
     ngx_stream_module (Debian: libnginx-mod-stream)."""
     admin_connections: int = 16
     """With ``admin_socket``: admin connections open at once; more are closed at accept."""
+    routing_entries: tuple[str, ...] = ()
+    """Entry services for Consul L7 routing (docs/routing.md): one server per entry on
+    ``routing_listen``, selected by Host ``<entry>`` (the first is the default server)."""
+    routing_listen: str = "127.0.0.1:8082"
     debug_headers: bool = False
     """Add ``X-Syncer-Worker`` (worker pid) and ``X-Syncer-Upstream-Addr`` to proxied
     responses: handy when checking which worker and server answered; off in production."""
+    client_address: ClientAddress = "connection"
+    """The address gray lists match (docs/kv-layout.md): ``connection``, or the realip
+    module's from ``x-forwarded-for`` / ``proxy-protocol``, believed only from ``trusted_proxies``."""
+    trusted_proxies: tuple[str, ...] = ()
     layout: Layout = "prefix"
     """``prefix``: a whole nginx.conf; ``debian``: a conf.d file (use :func:`debian_options`)."""
 
@@ -236,8 +248,19 @@ def validate(mode: Mode, opts: ExampleOptions) -> None:
         raise ExampleError(f"next_upstream_tries: 0..100, got {opts.next_upstream_tries}")
     if not DURATION.fullmatch(opts.connect_timeout):
         raise ExampleError(f"connect_timeout: expected a duration like 2s, got {opts.connect_timeout!r}")
+    for entry in opts.routing_entries:
+        if not SERVICE_NAME.fullmatch(entry):
+            raise ExampleError(f"routing_entries: invalid service name {entry!r}")
+    if opts.routing_entries:
+        _check_listen(opts.routing_listen, "routing_listen", loopback_only=False)
     if opts.user is not None and not USER.fullmatch(opts.user):
         raise ExampleError(f"user: expected 'USER' or 'USER GROUP', got {opts.user!r}")
+    if opts.client_address not in CLIENT_ADDRESS_CHOICES:
+        raise ExampleError(f"client_address: one of {', '.join(CLIENT_ADDRESS_CHOICES)}, got {opts.client_address!r}")
+    try:
+        realip_lines(opts.client_address, opts.trusted_proxies)
+    except ValueError as exc:
+        raise ExampleError(f"client_address: {exc}") from exc
 
 
 def _environment() -> jinja2.Environment:
@@ -301,6 +324,11 @@ def render_example(mode: Mode, opts: ExampleOptions) -> str:
         admin_socket=opts.admin_socket,
         admin_connections=opts.admin_connections,
         log_phase=opts.log_phase,
+        realip=realip_lines(opts.client_address, opts.trusted_proxies),
+        proxy_protocol=opts.client_address == "proxy-protocol",
+        routing=[(entry, var_suffix(entry)) for entry in opts.routing_entries],
+        routing_listen=opts.routing_listen,
+        routing_dir=os.path.dirname(opts.upstream_conf) or ".",
     )
 
 
@@ -383,6 +411,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "admin connections at accept time (needs ngx_stream_module; a folder nginx's workers can traverse)",
     )
     parser.add_argument("--user", default=None, help="nginx 'user' directive (root-started nginx)")
+    parser.add_argument(
+        "--client-address",
+        choices=CLIENT_ADDRESS_CHOICES,
+        default=d.client_address,
+        help="address the gray lists match: the connection's, or realip's from trusted proxies (default connection)",
+    )
+    parser.add_argument(
+        "--trusted-proxy",
+        dest="trusted_proxies",
+        action="append",
+        metavar="CIDR",
+        help="repeatable: a proxy whose X-Forwarded-For / PROXY header is believed (set_real_ip_from)",
+    )
+    parser.add_argument(
+        "--routing-entry",
+        dest="routing_entries",
+        action="append",
+        metavar="SERVICE",
+        help="entry service routed by Consul's L7 entries (docs/routing.md), repeatable",
+    )
+    parser.add_argument("--routing-listen", default=d.routing_listen, help="where the routing entries listen")
     from syncer.compare import nginx_hook  # noqa: PLC0415 - `syncer compare`'s replay log and mirror
 
     nginx_hook.add_arguments(parser)
@@ -414,6 +463,10 @@ def options_from_args(args: argparse.Namespace) -> ExampleOptions:
         log_phase=args.log_phase,
         admin_socket=args.admin_socket,
         user=args.user,
+        client_address=args.client_address,
+        trusted_proxies=tuple(args.trusted_proxies or ()),
+        routing_entries=tuple(args.routing_entries or ()),
+        routing_listen=args.routing_listen,
     )
 
 

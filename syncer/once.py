@@ -21,6 +21,7 @@ from syncer.discovery.watch import check_trust
 from syncer.model import Server
 from syncer.planning.desired import desired_state
 from syncer.retry import backoff
+from syncer.routing.follow import RoutingFollower
 from syncer.sinks import registry
 from syncer.sinks.registry import make_sink
 
@@ -69,6 +70,11 @@ def run_once(settings: Settings, dry_run: bool, out: TextIO | None = None) -> in
                 return found
 
             names |= _read(settings, "reading the catalog", catalog)
+        routing = RoutingFollower(kv_prefix=settings.services.kv_prefix) if settings.services.routing else None
+        if routing is not None:
+            for source in routing.sources(client):
+                answer = _read(settings, f"reading {source.key}", lambda s=source: s.fetch(0, 0.0))
+                names |= routing.handle(source.read(answer, 0)[1])
         services: dict[str, tuple[Server, ...]] = {}
         for name in sorted(names):
 
@@ -84,7 +90,7 @@ def run_once(settings: Settings, dry_run: bool, out: TextIO | None = None) -> in
     finally:
         client.close()
 
-    desired = desired_state(services)
+    desired = routing.plan(services) if routing else desired_state(services)
     sink = make_sink(settings)
     try:
         if dry_run:

@@ -7,6 +7,7 @@
 --   PUT    /upstreams/<name>     replace its server set (If-Match / If-None-Match: *)
 --   DELETE /upstreams/<name>     remove it (If-Match)
 --   GET    /status               versions, peer health, what each worker applied
+--   GET|PUT|DELETE /routes[/<entry>]  routing tables (syncer/routes.lua, docs/routing.md)
 --
 -- Every request needs `Authorization: Bearer <token>`; without a configured
 -- token every request is refused (fail closed). Routes live in two tables
@@ -496,6 +497,11 @@ function _M.serve()
             end
             return handler(rest)
         end
+    end
+
+    if uri == "/routes" or sub(uri, 1, 8) == "/routes/" then -- routing tables: syncer/routes.lua
+        local api = { respond = respond, err = err, read_body = read_body, not_allowed = not_allowed }
+        return require("syncer.routes").serve(api, method, uri)
     end
 
     return err(404, "no such endpoint: " .. uri)

@@ -19,7 +19,7 @@ from http.server import ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
-from syncer.devconsul import endpoints_agent, endpoints_catalog, endpoints_dev, endpoints_kv
+from syncer.devconsul import endpoints_agent, endpoints_catalog, endpoints_config, endpoints_dev, endpoints_kv
 from syncer.devconsul.acl import ACL
 from syncer.devconsul.agent import LocalAgent
 from syncer.devconsul.api import Api
@@ -115,7 +115,7 @@ class DevConsul:
             max_wait=max_wait,
             rng=random.Random(seed),
         )
-        for module in (endpoints_agent, endpoints_catalog, endpoints_kv, endpoints_dev):
+        for module in (endpoints_agent, endpoints_catalog, endpoints_kv, endpoints_config, endpoints_dev):
             module.register(self.api)
         self.api.stats_provider = self.stats
         self._conns: dict[str, set[Any]] = {}

@@ -16,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from syncer.devconsul.errors import RPCError
@@ -23,6 +24,21 @@ from syncer.devconsul.model import Check, KVEntry, Node, Service
 
 T = TypeVar("T")
 _POLL = 0.2  # how often a blocked reader checks that its client is still there
+
+
+@dataclass
+class ConfigEntryRecord:
+    """One config entry as written (Consul's field names), with its raft indexes."""
+
+    kind: str
+    name: str
+    body: dict[str, Any]
+    create_index: int = 0
+    modify_index: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.body, "Kind": self.kind, "Name": self.name,
+                "CreateIndex": self.create_index, "ModifyIndex": self.modify_index}  # fmt: skip
 
 
 class ClientGone(Exception):
@@ -53,6 +69,8 @@ class Store:
         self.checks: dict[tuple[str, str], Check] = {}
         self.kv: dict[str, KVEntry] = {}
         self.tombstones: dict[str, int] = {}
+        # Config entries by (kind, name); reads and blocking use the "config-entries" table index.
+        self.config_entries: dict[tuple[str, str], ConfigEntryRecord] = {}
         self.table: dict[str, int] = {}
         self.epoch = 0  # bumped by reset_index: blocked readers return at once
         self.closed = False
@@ -224,6 +242,7 @@ class Store:
                 *self.services.values(),
                 *self.checks.values(),
                 *self.kv.values(),
+                *self.config_entries.values(),
             ]
             for record in records:
                 record.create_index = min(record.create_index, to)

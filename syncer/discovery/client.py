@@ -233,6 +233,35 @@ class ConsulClient:
     def close(self) -> None:
         self._consul.http.session.close()
 
+    # --- KV (issue 11): one recursive blocking read of the gray-rules prefix ---------------
+
+    def kv_recurse(self, prefix: str, index: int = 0, wait: float = 300.0) -> Answer:
+        """``GET /v1/kv/<prefix>?recurse``. Consul answers 404 for a prefix with no keys,
+        still with ``X-Consul-Index``: that is an empty list, and the next read blocks on it."""
+        sent = query_index(index)
+        params: list[tuple[str, Any]] = [("recurse", "1")]
+        if sent is not None:
+            params = [("index", sent), ("wait", format_wait(wait)), *params]
+        raw = self._get(f"/v1/kv/{prefix}", params)
+        if raw.code == 404:  # Consul sets its meta headers on this answer too
+            filtered = raw.headers.get("X-Consul-Results-Filtered-By-ACLs", "").lower() == "true"
+            return Answer(_int_header(raw.headers, "X-Consul-Index"), [], None, None, filtered)
+        if raw.code != 200:
+            raise ConsulError(_describe(raw.code, raw.body), status=raw.code)
+        if len(raw.body) > MAX_BODY:
+            raise ConsulError(f"answer from /v1/kv/{prefix} is {len(raw.body)} bytes, over the {MAX_BODY} limit")
+        try:
+            body = json.loads(raw.body)
+        except ValueError as exc:
+            raise ConsulError(f"answer from /v1/kv/{prefix} is not JSON: {exc}") from exc
+        return Answer(
+            index=_int_header(raw.headers, "X-Consul-Index"),
+            body=body,
+            known_leader=None,
+            last_contact_ms=None,
+            filtered_by_acls=raw.headers.get("X-Consul-Results-Filtered-By-ACLs", "").lower() == "true",
+        )
+
     # --- the change detectors and the liveness probe (the multiplexed watcher) ------------
 
     def health_state(self, index: int = 0, wait: float = 300.0) -> Answer:
@@ -259,3 +288,8 @@ class ConsulClient:
         if response.status_code != 200:
             raise ConsulError(_describe(response.status_code, response.text), status=response.status_code)
         return str(response.text).strip().strip('"')
+
+    # --- config entries (traffic steering, docs/routing.md) ------------------------------
+    def config_entries(self, kind: str, index: int = 0, wait: float = 300.0) -> Answer:
+        """``GET /v1/config/<kind>``: every entry of one kind, ``[]`` when none; blocking."""
+        return self._blocking(f"/v1/config/{kind}", index, wait, [])

@@ -203,6 +203,10 @@ def _server(service: str, entry: object, rules: Rules) -> Server | None:
         instance_id=instance_id,
         tags=data_tags,
         meta=data_meta,
+        # Only read by service-resolver subset filters (never rendered): keep string pairs.
+        node=str(node.get("Node") or ""),
+        node_meta=_string_pairs(node.get("Meta")),
+        status=status,
     )
 
 
@@ -211,6 +215,12 @@ def _text(what: str, value: object) -> str:
     if not isinstance(value, str):
         raise validate.Invalid(what, value, "must be a string")
     return value
+
+
+def _string_pairs(value: object) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, dict):
+        return ()
+    return tuple(sorted((k, v) for k, v in value.items() if isinstance(k, str) and isinstance(v, str)))
 
 
 def _k(key: str) -> str:

@@ -37,6 +37,7 @@ from syncer.effects.admin_http import (
 from syncer.model import Desired, Server, Upstream
 from syncer.planning.diff import UpstreamChange, diff_upstream
 from syncer.retry import backoff
+from syncer.sinks.api_routes import RoutesPusher
 from syncer.sinks.base import ApplyResult
 
 log = structlog.get_logger("syncer.api")
@@ -109,6 +110,7 @@ class ApiSink:
         self._limits = limits.load()
         self._max_body = self._limits.max_body_default
         self._max_batch = self._limits.max_batch
+        self._routes = RoutesPusher(self._client)  # routing tables (docs/routing.md)
         # The snapshot is written off the apply path: a slow fsync must not delay the
         # next push (measured in bench/: up to 450 ms on a busy disk).
         self._snapshot = (
@@ -133,6 +135,7 @@ class ApiSink:
         if self._generation is not None and generation != self._generation:
             log.warning("nginx restarted (new generation); re-pushing everything", generation=generation)
         self._generation, self._acked = generation, acked
+        self._routes.forget()
 
     def needs_reconcile(self) -> bool:
         """A cheap probe the agent runs on a timer: has nginx's state moved without us?
@@ -269,18 +272,20 @@ class ApiSink:
                 self._refresh()
                 plan = self._plan(desired)
                 self._push_all(plan, done)
+            if self._routes.sync(desired.routing):  # after the pools they point at
+                done.steps.append(("routes", "ok"))
         except AdminError as exc:
             self._acked = None  # we no longer know what nginx holds: re-read next time
             rejected = exc.status is not None and 400 <= exc.status < 500 and exc.status != 409
             done.steps.append(("push", "rejected" if rejected else "failed"))
-            if done.pushed:
+            if done.pushed or ("routes", "ok") in done.steps:
                 self._write_snapshot()
             return ApplyResult("rejected" if rejected else "failed", tuple(done.pushed), str(exc), tuple(done.steps))
-        if done.pushed:
+        if done.pushed or ("routes", "ok") in done.steps:
             self._write_snapshot()
         if done.failed:
             return self._partial(done, len(plan))
-        if done.pushed:
+        if done.pushed or ("routes", "ok") in done.steps:
             return ApplyResult("pushed", tuple(done.pushed), steps=tuple(done.steps))
         return ApplyResult("unchanged")
 

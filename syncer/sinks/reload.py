@@ -18,6 +18,7 @@ from syncer.effects import files
 from syncer.effects.commands import Runner, run_command
 from syncer.model import Desired, Upstream
 from syncer.planning.diff import diff
+from syncer.routing.files import RoutingRenderError, routing_files
 from syncer.sinks.base import ApplyResult
 from syncer.sinks.render import Renderer, RenderError
 
@@ -56,23 +57,33 @@ class ReloadSink:
             rendered = self.renderer.render(desired).encode()
         except RenderError as exc:
             return ApplyResult("rejected", changes, f"render failed, previous file kept: {exc}")
-        previous = files.read_bytes(self.output)
-        if previous == rendered and not self._reload_pending:
+        try:
+            # the routing files (docs/routing.md) go beside the upstreams, tested and reloaded with them
+            wanted = {self.output: rendered, **routing_files(self.output.parent, desired.routing)}
+        except RoutingRenderError as exc:
+            return ApplyResult("rejected", changes, f"routing render failed, previous files kept: {exc}")
+        before = {path: files.read_bytes(path) for path in wanted}
+        changed = [path for path, data in wanted.items() if before[path] != data]
+        if not changed and not self._reload_pending:
             self._applied = dict(desired.upstreams)
             return ApplyResult("unchanged", changes)
         steps: list[tuple[str, str]] = []
-        if previous != rendered or self._untested:
-            if previous != rendered:
+        if changed or self._untested:
+            if changed:
                 try:
                     self._marker.touch()
-                    files.atomic_write(self.output, rendered)
+                    for path in changed:
+                        files.atomic_write(path, wanted[path])
                 except OSError as exc:
+                    for path in changed:
+                        files.restore(path, before[path])
                     return ApplyResult("failed", changes, f"cannot write {self.output}: {exc}")
             ok, detail = self._test()
             steps.append(("nginx_test", "ok" if ok else "refused"))
             if not ok:
-                if previous != rendered:
-                    files.restore(self.output, previous)
+                if changed:
+                    for path in changed:
+                        files.restore(path, before[path])
                     detail = f"nginx -t refused the new file, previous kept: {detail}"
                 else:
                     detail = f"nginx -t refused {self.output}, left by an interrupted sync: {detail}"
