@@ -162,6 +162,12 @@ def scenario_003(mode: Mode, work: Path, keep: bool) -> int:
     """Seed 003: the new version's share grows 0 -> 10 -> 50 -> 100 %."""
     demo, lab = Demo(mode, work), None
     try:
+        say(f"seed 003: before moving traffic, replay real requests against old and new ({mode} mode)")
+        import demo_compare  # noqa: PLC0415 - scripts/demo_compare.py, beside this file
+
+        if demo_compare.run(sys.stdout) != 0:
+            say("syncer compare did not find exactly the routes that differ; not shifting traffic")
+            return 1
         say(f"seed 003, gradual shift ({mode} mode)")
         lab = demo.start()
         for percent in (0, 10, 50, 100):
