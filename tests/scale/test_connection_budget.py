@@ -83,11 +83,11 @@ def test_300_services_on_16_connections(
         wait_until(synced, timeout=30, interval=0.2, message=f"nginx holding all {SERVICES} services")
         # the rendered file (reload) or the admin API (api) has them; traffic proves the workers do
         for name in (names[0], names[-1]):
-            wait_until(
-                lambda name=name: served_by(proxy.port, name) == set(BASE_BACKENDS),
-                timeout=10,
-                message=f"traffic to {name} on its three instances",
-            )
+
+            def on_all_three(name: str = name) -> bool:
+                return served_by(proxy.port, name) == set(BASE_BACKENDS)
+
+            wait_until(on_all_three, timeout=10, message=f"traffic to {name} on its three instances")
         synced_after = time.monotonic() - started
 
         # a change to any one service reaches real traffic
