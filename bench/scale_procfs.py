@@ -61,7 +61,7 @@ def _borrow(pidfd: int, fd: int) -> int:
 
 
 def _socket_fds(pid: int) -> list[int]:
-    found = []
+    found: list[int] = []
     try:
         fds = os.listdir(f"/proc/{pid}/fd")
     except (FileNotFoundError, ProcessLookupError, PermissionError):
@@ -81,7 +81,7 @@ def _peer_ports(pid: int) -> list[int] | None:
         pidfd = os.pidfd_open(pid)
     except OSError:
         return None
-    ports = []
+    ports: list[int] = []
     try:
         for fd in _socket_fds(pid):
             try:
