@@ -82,6 +82,10 @@ def table(run: ScaleRun) -> list[str]:
             ],
         ),
         (
+            "agent CPU per change, over the change phase (ms)",
+            [_f(r.change_cpu_ms) for r in run.results],
+        ),
+        (
             "TCP connections to Consul, peak / steady",
             [f"{r.connections_peak} / {r.connections_steady}" for r in run.results],
         ),
@@ -233,6 +237,8 @@ def render(run: ScaleRun, figure: str) -> str:
         "uses, and the time is from just before the Consul write until the first request through nginx "
         "(back-to-back keep-alive requests with that service's Host) that this backend answers.",
         "- **Apply per change**: the `duration` of the agent's own `sync` log lines for those changes.",
+        "- **Agent CPU per change**: the agent's utime + stime from the first change's write to the last "
+        "change's quiet end, divided by the number of changes (idle costs over that window included, and small).",
     ]
     return "\n".join(lines) + "\n"
 

@@ -52,4 +52,5 @@ def test_quick_scale_run_writes_a_complete_report(tmp_path: Path) -> None:
         assert r["initial_sync_s"] > 0
         assert r["rss_peak_mib"] > 0
         assert r["threads_peak"] > 0
+        assert r["change_cpu_ms"] > 0
         assert r["rejected_connections"] == 0
