@@ -72,13 +72,16 @@ def run(settings: ScaleSettings, out: Path, workdir: Path, command: str, seed: i
     say(f"{host.nproc} CPUs, load average {host.loadavg}, {busy * 100:.0f} % busy; work folder {workdir}")
     result = ScaleRun(command, date, 0.0, host, busy, "", settings)
     rng = random.Random(seed)
+    path = out / "scale.md"
     for count in settings.sizes:
         for mode in settings.modes:
             result.results.append(run_scale(mode, count, settings, workdir / f"{mode}-{count}", rng))
-    result.others_busy = cpu0.others_share(procfs.machine_cpu())
-    result.loadavg_end = machine.loadavg()
-    result.seconds = time.monotonic() - started
-    return write(result, out)
+            # the report so far, after each run: an aborted run still leaves what it measured
+            result.others_busy = cpu0.others_share(procfs.machine_cpu())
+            result.loadavg_end = machine.loadavg()
+            result.seconds = time.monotonic() - started
+            path = write(result, out)
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:

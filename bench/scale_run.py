@@ -6,6 +6,7 @@ propagation of single changes).
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 import statistics
 import time
@@ -17,7 +18,7 @@ from typing import Any
 from bench import procfs
 from bench.mode_run import say
 from bench.rawhttp import ClientError, KeepAliveClient
-from bench.scale_procfs import FootprintSampler, rss_kib, threads
+from bench.scale_procfs import FootprintSampler, Sample, rss_kib, threads
 from bench.scale_settings import ScaleSettings
 from bench.scale_stack import (
     BASE_BACKENDS,
@@ -33,7 +34,7 @@ from bench.scale_stack import (
 )
 from syncer.devconsul.server import DevConsul
 from syncer.testing.consul import ConsulWriter
-from syncer.testing.wait import wait_until
+from syncer.testing.wait import WaitTimeout, wait_until
 
 SAMPLE_HOSTS = 5  # services whose traffic proves a sync reached nginx's workers
 
@@ -74,6 +75,8 @@ class ScaleResult:
     nginx -t + reload, api mode's push."""
     rejected_connections: int
     agent_command: str
+    note: str = ""
+    """Set when the run could not measure everything (the initial sync never completed)."""
     timeline: list[tuple[float, int, int, float]] = field(default_factory=list)
     """(seconds since agent start, connections, threads, RSS MiB) samples."""
 
@@ -167,26 +170,41 @@ def run_scale(mode: Mode, count: int, settings: ScaleSettings, workdir: Path, rn
         sampler = FootprintSampler(agent.pid, dev.port).start()
         stack.callback(sampler.stop)
 
-        initial = _wait_initial_sync(proxy, agent, names, settings, rng) - t0
-        say(f"{mode} N={count}: initial sync {initial:.2f} s")
+        note = ""
+        try:
+            initial = _wait_initial_sync(proxy, agent, names, settings, rng) - t0
+        except WaitTimeout:
+            # Recorded as missed; the footprint during the attempt is still worth having.
+            initial = math.nan
+            held = sum(1 for n in proxy.upstreams().values() if n >= settings.instances)
+            note = f"initial sync not reached in {settings.initial_sync_timeout:g} s: {held:,} of {count:,} in nginx"
+            say(f"{mode} N={count}: {note}")
+        else:
+            say(f"{mode} N={count}: initial sync {initial:.2f} s")
 
-        # Quiet window: nothing changes in Consul.
-        time.sleep(settings.settle_seconds)  # a measurement window, not a synchronisation
-        cpu0, req0, idle0 = agent_cpu(agent.pid), requests_by_endpoint(dev), time.monotonic()
-        time.sleep(settings.idle_seconds)
-        cpu1, req1, idle1 = agent_cpu(agent.pid), requests_by_endpoint(dev), time.monotonic()
-        idle_wall = idle1 - idle0
-        idle_by_endpoint = _delta(req1, req0)
-        idle_rate = sum(idle_by_endpoint.values()) / idle_wall
-        idle_samples = sampler.between(idle0, idle1)
+        idle_wall, idle_by_endpoint, idle_rate, idle_cpu = math.nan, {}, 0.0, math.nan
+        changes: list[Change] = []
+        change_cpu_ms = math.nan
+        idle_samples: list[Sample] = []
+        if not note:
+            # Quiet window: nothing changes in Consul.
+            time.sleep(settings.settle_seconds)  # a measurement window, not a synchronisation
+            cpu0, req0, idle0 = agent_cpu(agent.pid), requests_by_endpoint(dev), time.monotonic()
+            time.sleep(settings.idle_seconds)
+            cpu1, req1, idle1 = agent_cpu(agent.pid), requests_by_endpoint(dev), time.monotonic()
+            idle_wall = idle1 - idle0
+            idle_by_endpoint = _delta(req1, req0)
+            idle_rate = sum(idle_by_endpoint.values()) / idle_wall
+            idle_cpu = (cpu1 - cpu0) / idle_wall * 100
+            idle_samples = sampler.between(idle0, idle1)
+            say(f"{mode} N={count}: idle CPU {idle_cpu:.2f} %, {idle_rate * 60:.1f} requests/min")
+
+            cpu_changes = agent_cpu(agent.pid)
+            changes = _run_changes(dev, proxy, agent, farm.ports, plan, change_backends, idle_rate, settings)
+            change_cpu_ms = (agent_cpu(agent.pid) - cpu_changes) * 1000 / max(1, len(changes))
+            prop = [c.propagation_ms for c in changes]
+            say(f"{mode} N={count}: propagation p50 {percentile(prop, 50):.1f} ms, p99 {percentile(prop, 99):.1f} ms")
         rss_now, _ = rss_kib(agent.pid)
-        say(f"{mode} N={count}: idle CPU {(cpu1 - cpu0) / idle_wall * 100:.2f} %, {idle_rate * 60:.1f} requests/min")
-
-        cpu_changes = agent_cpu(agent.pid)
-        changes = _run_changes(dev, proxy, agent, farm.ports, plan, change_backends, idle_rate, settings)
-        change_cpu_ms = (agent_cpu(agent.pid) - cpu_changes) * 1000 / max(1, len(changes))
-        prop = [c.propagation_ms for c in changes]
-        say(f"{mode} N={count}: propagation p50 {percentile(prop, 50):.1f} ms, p99 {percentile(prop, 99):.1f} ms")
 
         _, hwm = rss_kib(agent.pid)
         threads_now = threads(agent.pid)
@@ -205,7 +223,7 @@ def run_scale(mode: Mode, count: int, settings: ScaleSettings, workdir: Path, rn
             threads_steady=threads_now,
             rss_mib=rss_now / 1024,
             rss_peak_mib=hwm / 1024,
-            idle_cpu_pct=(cpu1 - cpu0) / idle_wall * 100,
+            idle_cpu_pct=idle_cpu,
             idle_seconds=idle_wall,
             idle_requests_per_min=idle_rate * 60,
             idle_by_endpoint=idle_by_endpoint,
@@ -214,6 +232,7 @@ def run_scale(mode: Mode, count: int, settings: ScaleSettings, workdir: Path, rn
             change_cpu_ms=change_cpu_ms,
             rejected_connections=int(dev.stats()["rejected_connections"]),
             agent_command=agent.command,
+            note=note,
             timeline=timeline,
         )
     raise AssertionError("unreachable")

@@ -24,7 +24,8 @@ class ScaleSettings:
     """After the initial sync, before the idle window (the start-up reads drain)."""
     idle_seconds: float = 30.0
     """The quiet window for idle CPU and idle Consul requests."""
-    initial_sync_timeout: float = 180.0
+    initial_sync_timeout: float = 120.0
+    """Past this the run records the initial sync as missed (with how far it got) and goes on."""
     change_timeout: float = 30.0
     reload_quiescence: tuple[float, float] = (0.1, 1.0)
     """Reload-mode agent's --quiescence-min/--quiescence-max (the reload-vs-api bench's values)."""
