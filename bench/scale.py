@@ -25,7 +25,7 @@ from pathlib import Path
 from bench import machine, procfs
 from bench.mode_run import say
 from bench.run import Aborted, _abort
-from bench.scale_report import ScaleRun, write
+from bench.scale_report import ScaleRun, load, write
 from bench.scale_run import run_scale
 from bench.scale_settings import ScaleSettings, default_scale_settings, quick_scale_settings
 from bench.scale_stack import Mode
@@ -44,6 +44,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workdir", type=Path, help="work folder (default: a fresh temporary one)")
     parser.add_argument("--keep-workdir", action="store_true", help="keep logs and configs after the run")
     parser.add_argument("--seed", type=int, default=8, help="which services the changes touch")
+    parser.add_argument(
+        "--report-only", type=Path, metavar="JSON", help="re-render the report from a scale.json, measure nothing"
+    )
     return parser.parse_args(argv)
 
 
@@ -86,6 +89,9 @@ def run(settings: ScaleSettings, out: Path, workdir: Path, command: str, seed: i
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.report_only is not None:
+        say(f"report: {write(load(args.report_only), args.out)}")
+        return 0
     if nginx_binary() is None or not has_lua_module():
         raise SystemExit("bench.scale: needs nginx with the Lua module; run `make bootstrap`")
     settings = settings_from(args)

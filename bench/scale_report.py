@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from bench.machine import Machine
-from bench.scale_run import ScaleResult, percentile
+from bench.scale_run import Change, ScaleResult, percentile
 from bench.scale_settings import ScaleSettings
 
 COLORS = {"reload": "tab:red", "api": "tab:blue"}
@@ -293,6 +293,29 @@ def to_json(run: ScaleRun) -> dict[str, Any]:
         "settings": asdict(run.settings),
         "results": [r.to_dict() for r in run.results],
     }
+
+
+def load(path: Path) -> ScaleRun:
+    """A run back from its scale.json (to re-render the report)."""
+    data = json.loads(path.read_text())
+    settings = data["settings"]
+    for key in ("sizes", "modes", "reload_quiescence", "api_quiescence"):
+        settings[key] = tuple(settings[key])
+    results = []
+    for r in data["results"]:
+        r["changes"] = [Change(**c) for c in r["changes"]]
+        results.append(ScaleResult(**r))
+    return ScaleRun(
+        command=data["command"],
+        date=data["date"],
+        seconds=data["seconds"],
+        machine=Machine(**data["machine"]),
+        busy_before=data["busy_before"],
+        loadavg_end=data["loadavg_end"],
+        settings=ScaleSettings(**settings),
+        results=results,
+        others_busy=data["others_busy"],
+    )
 
 
 def write(run: ScaleRun, out: Path) -> Path:

@@ -44,7 +44,7 @@ class Change:
     kind: str  # "register" or "check flip"
     service: str
     propagation_ms: float
-    consul_requests: int  # every request the dev Consul answered from the write to quiet again
+    consul_requests: int  # every read the dev Consul answered from the write to quiet again
     consul_requests_net: float  # the same less the idle rate over that window
     by_endpoint: dict[str, int] = field(default_factory=dict)
 
@@ -290,7 +290,8 @@ def _run_changes(
             client.close()
             time.sleep(settings.change_gap)  # let the change's reads finish before counting
             after, quiet = requests_by_endpoint(dev), time.monotonic()
-            by_endpoint = _delta(after, before)
+            # the agent only reads: the bench's own write is not part of what a change costs
+            by_endpoint = {k: n for k, n in _delta(after, before).items() if k.startswith("GET ")}
             total = sum(by_endpoint.values())
             changes.append(
                 Change(
