@@ -265,9 +265,10 @@ def figure(run: ScaleRun, path: Path) -> Path:
             ax.axhline(target, color="0.4", linestyle=":", linewidth=1, label="target at 2,000")
         if title.startswith("peak connections"):
             ax.axhline(run.settings.max_connections, color="0.4", linestyle=":", linewidth=1, label="budget")
-        if "log" in title:
+        finite = [v for r in run.results if math.isfinite(v := value(r)) and v > 0]
+        if "log" in title and finite:
             ax.set_yscale("log")
-        else:
+        elif finite:
             ax.set_ylim(bottom=0)
         ax.set_xscale("log")
         ax.set_title(title, fontsize=10)
