@@ -270,7 +270,10 @@ def figure(run: ScaleRun, path: Path) -> Path:
             ax.set_yscale("log")
         elif finite:
             ax.set_ylim(bottom=0)
-        ax.set_xscale("log")
+        if finite:
+            ax.set_xscale("log")
+        else:
+            ax.text(0.5, 0.5, "not measured", transform=ax.transAxes, ha="center", color="0.4")
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("services (x 3 instances)")
         ax.grid(True, alpha=0.3)
