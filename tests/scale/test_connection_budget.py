@@ -80,26 +80,26 @@ def test_300_services_on_16_connections(
             held = proxy.upstreams()
             return all(held.get(name, 0) == INSTANCES for name in names)
 
-        wait_until(synced, timeout=30, interval=0.2, message=f"nginx holding all {SERVICES} services")
+        # typically 2-10 s; the deadline leaves room for a CI machine busy with other work
+        wait_until(synced, timeout=60, interval=0.2, message=f"nginx holding all {SERVICES} services")
         # the rendered file (reload) or the admin API (api) has them; traffic proves the workers do
         for name in (names[0], names[-1]):
 
             def on_all_three(name: str = name) -> bool:
                 return served_by(proxy.port, name) == set(BASE_BACKENDS)
 
-            wait_until(on_all_three, timeout=10, message=f"traffic to {name} on its three instances")
+            wait_until(on_all_three, timeout=20, message=f"traffic to {name} on its three instances")
         synced_after = time.monotonic() - started
 
         # a change to any one service reaches real traffic
         service = random.choice(names)
         consul.register(service, f"{service}-fresh", farm.ports["fresh"], tags=[TAG])
         wait_until(
-            lambda: "fresh" in served_by(proxy.port, service),
-            timeout=10,
+            lambda: served_by(proxy.port, service) == {*BASE_BACKENDS, "fresh"},
+            timeout=20,
             interval=0.05,
-            message=f"the new instance of {service} serving through nginx",
+            message=f"the new instance of {service} serving through nginx beside the other three",
         )
-        assert served_by(proxy.port, service) == {*BASE_BACKENDS, "fresh"}
     finally:
         sampler.stop()
         agent.stop()
