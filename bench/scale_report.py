@@ -196,9 +196,9 @@ def render(run: ScaleRun, figure: str) -> str:
         "this ran: latencies and start-up times move with that load.",
         f"- Per mode and N: a fresh dev Consul (in the bench process), N services tagged `scale` with "
         f"{s.instances} passing instances each, a real nginx (the `syncer nginx-example` config for those N "
-        "services: one `upstream` block per service in both modes, one worker, `lua_shared_dict` 64m instead "
-        "of the example's default 10m, `map_hash_max_size 65536` for the 2 x N Host names), the agent as a "
-        "subprocess "
+        "services: one `upstream` block per service in both modes, one worker, `lua_shared_dict` 64m (the "
+        "example's default 10m also held 2,000 upstreams x 10 servers when checked), "
+        "`map_hash_max_size 65536` for the 2 x N Host names), the agent as a subprocess "
         f"(`--tag scale`, `consul.max_connections = {s.max_connections}`, reload quiescence "
         f"{s.reload_quiescence[0]:g}/{s.reload_quiescence[1]:g} s, api {s.api_quiescence[0]:g}/"
         f"{s.api_quiescence[1]:g} s).",
