@@ -2,7 +2,7 @@
 MODE ?= reload
 PY := .venv/bin/python
 
-.PHONY: demo test bootstrap lint typecheck pytest bench bench-quick clean
+.PHONY: demo test bootstrap lint typecheck pytest bench bench-quick bench-scale bench-scale-quick clean
 
 demo: bootstrap  ## set up, then run the agent against the dev Consul and a real nginx
 	$(PY) scripts/demo.py --mode $(MODE) $(if $(SCENARIO),--scenario $(SCENARIO))
@@ -27,6 +27,12 @@ bench: bootstrap  ## reload vs api, default run (~5 minutes)
 
 bench-quick: bootstrap
 	$(PY) -m bench.run --quick
+
+bench-scale: bootstrap  ## 100, 500, 2,000 services on 16 Consul connections, both modes (~15 minutes)
+	$(PY) -m bench.scale
+
+bench-scale-quick: bootstrap
+	$(PY) -m bench.scale --quick
 
 clean:
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache .hypothesis

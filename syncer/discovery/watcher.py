@@ -121,7 +121,12 @@ class Watcher:
         self._options = options
         self._clock = clock
         self._rng = rng or random.Random()
-        self._lock = threading.Condition()
+        # One lock, two conditions: readers wait for work on ``_work``, the timer thread on
+        # ``_lock``. With one condition, the notify() of a queued read could wake the timer
+        # instead of a reader, and the read waited for a reader's 1 s idle re-check.
+        lock = threading.RLock()
+        self._lock = threading.Condition(lock)
+        self._work = threading.Condition(lock)
         self._stopped = threading.Event()
         self._services: dict[str, _Service] = {}
         self._queue: list[tuple[int, int, str, str]] = []  # (priority, seq, job, service)
@@ -161,6 +166,7 @@ class Watcher:
             watch.stop()
         with self._lock:
             self._lock.notify_all()
+            self._work.notify_all()
 
     def join(self, timeout: float = 5.0) -> None:
         deadline = time.monotonic() + timeout
@@ -299,7 +305,7 @@ class Watcher:
             return
         self._queued[key] = priority
         heapq.heappush(self._queue, (priority, next(self._seq), job, service))
-        self._lock.notify()
+        self._work.notify()
 
     def _next_job(self) -> tuple[str, str] | None:
         with self._lock:
@@ -314,7 +320,7 @@ class Watcher:
                             continue
                         self._in_flight.add(service)
                     return job, service
-                self._lock.wait(1.0)
+                self._work.wait(1.0)
         return None
 
     def _read_loop(self) -> None:

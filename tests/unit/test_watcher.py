@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import queue
 import random
+import time
 from collections.abc import Iterator
 from typing import Any, cast
 
@@ -172,3 +173,26 @@ def test_confirm_answers_with_a_fresh_read(watcher: Watcher, consul: FakeConsul,
         lambda: any(isinstance(e, ConfirmRead) and e.servers is not None for e in events.drain()),
         message="confirm read",
     )
+
+
+def test_a_change_is_read_at_once_not_on_a_readers_idle_tick(
+    watcher: Watcher, consul: FakeConsul, events: Events
+) -> None:
+    """A queued read wakes a reader: the notify must not go to the timer thread, which
+    shares the condition and would leave the read for a reader's 1 s idle re-check."""
+    slowest = 0.0
+    for n in range(12):
+        service = f"s{n}"
+
+        def rearmed(at_least: int = 2 + n) -> bool:
+            return consul.requests.get("health/state/any", 0) >= at_least
+
+        def emptied(name: str = service) -> bool:
+            return events.ports(name) == set()
+
+        wait_until(rearmed, message="detector re-armed")
+        started = time.monotonic()
+        consul.set_status(f"{service}-a", "critical")
+        wait_until(emptied, interval=0.005, message=f"{service} emptied")
+        slowest = max(slowest, time.monotonic() - started)
+    assert slowest < 0.5
