@@ -41,19 +41,13 @@ def _tags_ok(tags: list[str] | None, wanted: list[str]) -> bool:
 
 
 def _services_named(store: Store, name: str) -> list[Service]:
-    lowered = name.lower()
-    found = [s for s in store.services.values() if s.name.lower() == lowered]
-    return sorted(found, key=lambda s: (s.node, s.id))
+    return store.services_named(name)
 
 
 def health_entry(store: Store, svc: Service) -> dict[str, Any]:
     node = store.nodes[svc.node]
-    node_checks = sorted(
-        (c for (n, _), c in store.checks.items() if n == svc.node and not c.service_id), key=lambda c: c.check_id
-    )
-    svc_checks = sorted(
-        (c for (n, _), c in store.checks.items() if n == svc.node and c.service_id == svc.id), key=lambda c: c.check_id
-    )
+    node_checks = store.checks_of(svc.node)
+    svc_checks = store.checks_of(svc.node, svc.id)
     return {
         "Node": node.to_json(),
         "Service": svc.node_service_json(),

@@ -101,6 +101,34 @@ class Store:
             self.closed = True
             self.cond.notify_all()
 
+    def _read_views(self) -> tuple[dict[str, list[Service]], dict[tuple[str, str], list[Check]]]:
+        """Services by lowered name and checks by (node, service ID), for the read paths.
+
+        Consul answers these from memdb indexes; scanning every service and check per
+        instance made one health read take 53 ms at 6,000 instances. Rebuilt when a write
+        (a raft index, a reset, a change in size) happened since; callers hold the lock.
+        """
+        key = (self.raft_index, self.epoch, len(self.services), len(self.checks))
+        if getattr(self, "_views_key", None) != key:
+            by_name: dict[str, list[Service]] = {}
+            for svc in self.services.values():
+                by_name.setdefault(svc.name.lower(), []).append(svc)
+            by_owner: dict[tuple[str, str], list[Check]] = {}
+            for (node, _), check in self.checks.items():
+                by_owner.setdefault((node, check.service_id or ""), []).append(check)
+            for checks in by_owner.values():
+                checks.sort(key=lambda c: c.check_id)
+            self._views = (by_name, by_owner)
+            self._views_key = key
+        return self._views
+
+    def services_named(self, name: str) -> list[Service]:
+        return sorted(self._read_views()[0].get(name.lower(), []), key=lambda s: (s.node, s.id))
+
+    def checks_of(self, node: str, service_id: str = "") -> list[Check]:
+        """A node's own checks (``service_id`` empty) or one instance's, sorted by check ID."""
+        return list(self._read_views()[1].get((node, service_id), []))
+
     def services_of_node(self, node: str) -> list[Service]:
         return [s for (n, _), s in self.services.items() if n == node]
 
@@ -212,7 +240,7 @@ class Store:
 
     def service_index(self, name: str, checks: bool) -> int:
         """maxIndexForService: extinction index for a vanished service, else service.<name>."""
-        if not self.service_exists(name) and "service_last_extinction" in self.table:
+        if name.lower() not in self._read_views()[0] and "service_last_extinction" in self.table:
             return self.table["service_last_extinction"]
         key = f"service.{name.lower()}"
         if key in self.table:

@@ -74,14 +74,16 @@ class LatestWriter:
         self.path = path
         self._mode = default_mode
         self._on_error = on_error
-        self._pending: bytes | None = None
+        self._pending: bytes | Callable[[], bytes] | None = None
         self._busy = False
         self._closed = False
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._run, name=f"writer {path.name}", daemon=True)
         self._thread.start()
 
-    def submit(self, data: bytes) -> None:
+    def submit(self, data: bytes | Callable[[], bytes]) -> None:
+        """The bytes, or a function that makes them: called on the writer's thread, so a
+        large serialisation stays off the caller's path (and is skipped when superseded)."""
         with self._cond:
             self._pending = data
             self._cond.notify_all()
@@ -95,7 +97,7 @@ class LatestWriter:
                     return
                 data, self._pending, self._busy = self._pending, None, True
             try:
-                atomic_write(self.path, data, self._mode)
+                atomic_write(self.path, data() if callable(data) else data, self._mode)
             except OSError as exc:
                 if self._on_error is not None:
                     self._on_error(exc)
