@@ -142,7 +142,7 @@ def entries() -> list[dict[str, Any]]:
 
 def split(v1: float) -> dict[str, Any]:
     legs = [{"Weight": v1, "ServiceSubset": "v1"}, {"Weight": 100 - v1, "ServiceSubset": "v2"}]
-    return {"Kind": "service-splitter", "Name": "web", "Splits": [s for s in legs if s["Weight"]]}
+    return {"Kind": "service-splitter", "Name": "web", "Splits": legs}  # a 0 % leg keeps its pool
 
 
 @contextlib.contextmanager
