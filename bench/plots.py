@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 from bench.analysis import ModeSummary, WindowSummary
 from bench.hotpath import HotpathResult
 
-COLORS = {"reload": "tab:red", "api": "tab:blue"}
+COLORS = {"reload": "tab:red", "api": "tab:blue", "dns": "tab:green", "dns-static": "tab:olive"}
 SMOOTH = 5  # samples (0.5 s) in the throughput's moving average
 
 

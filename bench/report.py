@@ -9,7 +9,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import dns_report
 from bench.analysis import ModeSummary, Spread, WindowSummary
+from bench.dns_run import DnsResult
 from bench.hotpath import HotpathResult
 from bench.machine import Machine
 from bench.routing import RoutingBench
@@ -33,6 +35,7 @@ SECTIONS = (
     "## Propagation latency, all changes",
     "## Syncer cost",
     "## Traffic steering (Consul L7 entries)",
+    dns_report.TITLE,
     "## Method",
     "## Caveats",
 )
@@ -51,6 +54,7 @@ class RunResult:
     modes: list[ModeSummary]
     figures: dict[str, str] = field(default_factory=dict)  # key -> file name in the output folder
     routing: RoutingBench | None = None  # bench/routing.py
+    dns: DnsResult | None = None  # the DNS strategy's own figures (bench/dns_run.py)
 
 
 def ms(value: float | None, digits: int = 1) -> str:
@@ -560,6 +564,8 @@ def render(result: RunResult) -> str:
     lines += [*propagation_section(result), ""]
     lines += [*cost_section(result), ""]
     lines += routing_section(result.routing)
+    if result.dns is not None:
+        lines += [*dns_report.section(result.modes, result.dns), ""]
     lines += [*method_section(result), ""]
     lines += caveats_section(result)
     return "\n".join(lines) + "\n"
@@ -594,6 +600,7 @@ def to_json(result: RunResult) -> dict[str, Any]:
         ],
         "figures": result.figures,
         "routing": result.routing.to_dict() if result.routing else None,
+        "dns": dns_report.to_json(result.dns) if result.dns is not None else None,
     }
 
 

@@ -25,6 +25,7 @@ from types import FrameType
 from bench import machine, plots, report
 from bench.analysis import summarise_mode
 from bench.backends import Backends
+from bench.dns_run import count_strays, run_dns_strategies
 from bench.hotpath import run_hotpath
 from bench.load import wrk_binary
 from bench.mode_run import ModeRun, run_mode, say
@@ -108,9 +109,12 @@ def run(settings: Settings, out: Path, workdir: Path, command: str) -> Path:
         routing_rows = run_routing(settings, workdir)  # issue 10: bench/routing.py
         for mode in MODES:
             runs.append(run_mode(mode, settings, scenarios, backends, pools[mode], workdir))
+        dns = run_dns_strategies(settings, scenarios, backends, workdir, log_dir)  # bench/dns_run.py
+        runs += dns.runs
         backends.stop()  # flushes the request log
         seen = backends.seen()
-    summaries = [summarise_mode(r, seen) for r in runs]
+        count_strays(dns, runs, backends)
+    summaries = [summarise_mode(r, seen | dns.seen) for r in runs]
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.png"):
         old.unlink()
@@ -125,6 +129,7 @@ def run(settings: Settings, out: Path, workdir: Path, command: str) -> Path:
         hotpath=hotpath,
         modes=summaries,
         routing=routing_rows,
+        dns=dns,
     )
     result.figures["hotpath"] = plots.hotpath_figure(hotpath, out / "hotpath.png").name
     result.figures["propagation"] = plots.propagation_figure(

@@ -38,7 +38,17 @@ class Settings:
     reload_quiescence: tuple[float, float] = (0.1, 1.0)
     """--quiescence-min/--quiescence-max given to the reload-mode agent (shipped default 1 s / 5 s)."""
     api_quiescence: tuple[float, float] = (0.0, 0.0)
-    time_limit: float = 600.0
+    # DNS strategy (bench/dns_*.py) -------------------------------------------------------
+    dns_valid: float = 1.0
+    """nginx ``resolver ... valid=``: how long each worker keeps a DNS answer."""
+    dns_service_ttl: float = 0.0
+    """dev-consul's ``dns_config.service_ttl`` (Consul's default 0; ``valid=`` overrides it in nginx)."""
+    dns_enable_truncate: bool = True
+    """``dns_config.enable_truncate``: set TC on cut UDP answers, so nginx asks again over TCP and
+    sees every instance (Consul's default false leaves nginx 3 random instances per answer)."""
+    dns_move_seconds: float = 4.0
+    """How long traffic is watched after an instance moves to another port."""
+    time_limit: float = 900.0
     """The whole run is aborted (and cleaned up) after this many seconds."""
 
     @property
@@ -78,5 +88,6 @@ def quick_settings() -> Settings:
         hotpath_rounds=1,
         hotpath_seconds=2.0,
         hotpath_warmup=False,
-        time_limit=150.0,
+        dns_move_seconds=2.5,
+        time_limit=240.0,
     )

@@ -352,6 +352,8 @@ class Agent:
 
     def _count(self, result: ApplyResult) -> None:
         self.metrics.syncs.labels(result.action).inc()
+        for name, _reason in result.failed_upstreams:  # the others were pushed; these are retried
+            self.metrics.push_failures.labels(name).inc()
         counters = {
             "nginx_test": self.metrics.config_tests,
             "reload": self.metrics.reloads,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from syncer import config, logs
+from syncer.sinks import registry
 
 SUBCOMMANDS = ("run", "once", "dev-consul", "nginx-example", "compare", "lua-path", "manpage")
 
@@ -31,12 +32,33 @@ class _RefuseSecret(argparse.Action):
         )
 
 
+class _Once(argparse.Action):
+    """``--config`` twice would otherwise keep the last file silently: refuse it (exit 2)."""
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: object, values: object, option: object = None
+    ) -> None:
+        first = getattr(namespace, self.dest, None)
+        if first is not None:
+            parser.error(f"{option} given more than once ({first}, {values}): give one file (files are not merged)")
+        setattr(namespace, self.dest, values)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    try:
+        return version("syncer")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def _sync_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("what to watch")
-    g.add_argument("--config", type=Path, help="TOML configuration file")
+    g.add_argument("--config", type=Path, action=_Once, help="TOML configuration file (once)")
     g.add_argument(
         "--mode",
-        choices=config.MODES,
+        choices=registry.names(),
         help="reload: rewrite upstream.conf and reload nginx; "
         "api: push changes to the Lua endpoint inside nginx (default: reload)",
     )
@@ -83,7 +105,7 @@ def _sync_options(parser: argparse.ArgumentParser) -> None:
     o.add_argument(
         "--metrics-listen", metavar="HOST:PORT", help='/metrics and /healthz (default 127.0.0.1:9105; "" off)'
     )
-    o.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    o.add_argument("--log-level", choices=("debug", "info", "warning", "warn", "error", "err"))
     o.add_argument("--log-format", choices=("auto", "json", "console"))
 
 
@@ -130,9 +152,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     heavy imports (dev-consul's) are left bare, so `syncer run` never imports them."""
     parser = argparse.ArgumentParser(
         prog="syncer",
-        description="Keep nginx upstreams in step with Consul's healthy instances.",
+        description=f"syncer {_version()}: keep nginx upstreams in step with Consul's healthy instances.",
         epilog="Without a subcommand, `syncer [options]` means `syncer run [options]`.",
     )
+    parser.add_argument("--version", action="version", version=f"syncer {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     # allow_abbrev=False: a prefix such as `--consul-token SECRET` must never be taken for
     # `--consul-token-file SECRET` (the secret would then be echoed as a missing file).
@@ -206,7 +229,7 @@ def _load_settings(args: argparse.Namespace) -> tuple[config.Settings, dict[str,
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or (argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help")):
+    if not argv or (argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help", "--version")):
         argv.insert(0, "run")
     if argv[0] == "compare":  # loaded only for this command: `syncer run` never imports it
         from syncer.compare import cli as compare_cli  # noqa: PLC0415

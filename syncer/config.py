@@ -2,12 +2,22 @@
 
 Every key is checked here, before anything is touched; a bad one raises ``ConfigError``
 naming the key, the value and the reason. Secrets (the Consul token, the admin token)
-are only ever read from files or the environment, never from argv or the TOML itself.
+are only ever read from files or the environment, never from argv or the TOML itself;
+a malformed one is refused naming where it came from, never its value, and every
+resolved secret is handed to the log redactor (``syncer.logs.register_secret``).
+
+Consul's own variables are read as its Go client reads them (hashicorp/consul
+``api/api.go``): ``https://`` in an address from any source turns TLS on and nothing
+turns it back off; ``CONSUL_HTTP_SSL`` only turns TLS on; ``CONSUL_HTTP_TOKEN_FILE``
+wins over ``CONSUL_HTTP_TOKEN``; a token file is read with surrounding whitespace
+trimmed; IPv6 addresses come bracketed (``[::1]:8500``).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import shlex
 import sys
 from collections.abc import Callable, Mapping
@@ -16,7 +26,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlparse
 
-from syncer import validate
+from syncer import logs, validate
 from syncer.sinks import registry
 
 if sys.version_info >= (3, 11):
@@ -39,10 +49,16 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class ConsulSettings:
-    address: str = "127.0.0.1:8500"
+    address: str = "127.0.0.1:8500"  # host:port, IPv6 bracketed; no port: the scheme's (80/443)
     scheme: Literal["http", "https"] = "http"
     token_file: Path | None = None
     token: str | None = field(default=None, repr=False)  # resolved from env or token_file
+    acl_source: str = ""  # where the token comes from, for error lines (never the value)
+    auth: tuple[str, str] | None = field(default=None, repr=False)  # CONSUL_HTTP_AUTH, basic auth
+    namespace: str | None = None  # Enterprise: sent as ?ns=
+    partition: str | None = None  # Enterprise: sent as ?partition=
+    tls_server_name: str | None = None  # SNI and the name the certificate must carry
+    ca_path: Path | None = None  # a directory of CA certificates (used when ca_file is unset)
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
@@ -60,11 +76,21 @@ class ConsulSettings:
 
     @property
     def host(self) -> str:
-        return self.address.rsplit(":", 1)[0].strip("[]")
+        """The host without brackets: ``::1``, ``10.0.0.1``, ``consul.example``."""
+        return split_host_port(self.address)[0]
+
+    @property
+    def url_host(self) -> str:
+        """The host as a URL needs it: IPv6 in brackets."""
+        host = self.host
+        return f"[{host}]" if ":" in host else host
 
     @property
     def port(self) -> int:
-        return int(self.address.rsplit(":", 1)[1])
+        port = split_host_port(self.address)[1]
+        if port is not None:
+            return port
+        return 443 if self.scheme == "https" else 80  # as Go's URL does for a bare host
 
 
 @dataclass(frozen=True)
@@ -108,7 +134,7 @@ class ApiSettings:
     snapshot_file: Path | None = None  # what nginx loads on a cold start
     timeout: float = 5.0
     anti_entropy: float = 60.0  # seconds between full reconciliations
-    probe_interval: float = 2.0  # seconds between checks that nginx was not restarted
+    probe_interval: float = 0.2  # seconds between O(1) checks that nginx was not restarted (re-push fast)
 
 
 @dataclass(frozen=True)
@@ -250,22 +276,132 @@ def _tags(key: str, value: object) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
+def split_host_port(address: str) -> tuple[str, int | None]:
+    """``host[:port]`` (IPv6 bracketed) → (host without brackets, port or None)."""
+    if address.startswith("["):
+        host, _, rest = address[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else None
+    host, sep, port = address.rpartition(":")
+    return (host, int(port)) if sep else (address, None)
+
+
 def _address(key: str, value: object) -> tuple[str, str | None]:
-    """``host:port`` or ``scheme://host:port`` (CONSUL_HTTP_ADDR's forms) → address, scheme."""
-    if not isinstance(value, str) or not value:
-        raise ConfigError(key, value, "must be host:port or http(s)://host:port")
-    parsed = urlparse(value if "//" in value else f"//{value}")
-    scheme = parsed.scheme or None
-    if scheme not in (None, "http", "https"):
+    """``host[:port]`` or ``scheme://host[:port]`` (CONSUL_HTTP_ADDR's forms) → address, scheme.
+
+    IPv6 must be bracketed (``[::1]:8500``), as in Consul. ``unix://`` and a path after
+    the address (Consul's reverse-proxy prefix) are refused: this client does neither.
+    """
+    usage = "must be host:port, [ipv6]:port or http(s)://host:port"
+    if not isinstance(value, str) or not value or value != value.strip():
+        raise ConfigError(key, value, usage)
+    if value.startswith("unix://"):
+        raise ConfigError(key, value, "unix sockets are not supported; give Consul's HTTP address as host:port")
+    scheme_given, sep, rest = value.partition("://")
+    if not sep:
+        scheme_given, rest = "", value
+    if scheme_given not in ("", "http", "https"):
         raise ConfigError(key, value, "scheme must be http or https")
+    if "/" in rest.rstrip("/"):
+        raise ConfigError(key, value, "a path after the address (a reverse-proxy prefix) is not supported")
+    rest = rest.rstrip("/")
+    if rest.count(":") > 1 and not rest.startswith("["):
+        raise ConfigError(key, value, "an IPv6 address must be in brackets: [::1]:8500")
+    parsed = urlparse(f"//{rest}")
     try:
         port = parsed.port
     except ValueError:
         raise ConfigError(key, value, "port must be a number from 1 to 65535") from None
-    if not parsed.hostname or port is None or parsed.path not in ("", "/"):
-        raise ConfigError(key, value, "must be host:port or http(s)://host:port")
-    host = f"[{parsed.hostname}]" if ":" in parsed.hostname else parsed.hostname
-    return f"{host}:{port}", scheme
+    hostname = parsed.hostname
+    if not hostname or parsed.username or parsed.password or (port is not None and port < 1):
+        raise ConfigError(key, value, usage)
+    if port is None and not scheme_given:
+        # With a scheme, the scheme's port (80/443), as Go's client; without, likely a slip.
+        raise ConfigError(key, value, usage + " (the port may be left out only after http:// or https://)")
+    if rest.startswith("["):
+        try:
+            hostname = ipaddress.IPv6Address(hostname).compressed
+        except ValueError:
+            raise ConfigError(key, value, "is not a valid IPv6 address in brackets") from None
+    elif not _HOST.match(hostname):
+        raise ConfigError(key, value, usage)
+    host = f"[{hostname}]" if ":" in hostname else hostname
+    return (f"{host}:{port}" if port is not None else host), (scheme_given or None)
+
+
+def go_bool(key: str, value: str) -> bool:
+    """A boolean as Go's strconv.ParseBool reads one (Consul's environment variables)."""
+    if value in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if value in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    raise ConfigError(key, value, "must be true or false (1, t, TRUE, 0, f, FALSE, ...)")
+
+
+def check_token(source: str, value: str, *, from_file: Path | None = None) -> str:
+    """A token fit for an HTTP header, or ``ConfigError`` naming ``source``, never the value.
+
+    A token file's surrounding whitespace is trimmed, as Consul's client does (a trailing
+    newline is how editors and ``echo`` leave it). From the environment nothing is
+    trimmed: ``$'tok\n'`` is refused, not guessed at. What remains must be printable
+    ASCII without whitespace: Consul's tokens are UUIDs, and anything else would either
+    be refused by the HTTP library (whose error text quotes the header) or never match.
+    """
+    shown = str(from_file) if from_file is not None else "<hidden>"
+    if from_file is not None:
+        value = value.strip()
+        if not value:
+            raise ConfigError(source, shown, "file is empty")
+    if not value:
+        raise ConfigError(source, shown, "token is empty")
+    if value != value.strip():
+        raise ConfigError(
+            source, shown, "token has leading or trailing whitespace (a newline from $(...) or echo?); remove it"
+        )
+    for ch in value:
+        if ch.isspace():
+            raise ConfigError(source, shown, "token contains whitespace")
+        if ord(ch) < 0x20 or ord(ch) == 0x7F:
+            raise ConfigError(source, shown, "token contains a control character")
+        if ord(ch) > 0x7E:
+            raise ConfigError(source, shown, "token contains a non-ASCII character (tokens are ASCII)")
+    return value
+
+
+def _auth(key: str, value: str) -> tuple[str, str]:
+    """``user:password`` or ``user`` (CONSUL_HTTP_AUTH), as Consul splits it."""
+    user, _, password = value.partition(":")
+    for ch in value:
+        if ord(ch) < 0x20 or ord(ch) == 0x7F or ord(ch) > 0xFF:
+            raise ConfigError(key, "<hidden>", "contains a control or non-latin-1 character")
+    if not user:
+        raise ConfigError(key, "<hidden>", "must be user:password or user")
+    return user, password
+
+
+def _enterprise_name(key: str, value: object) -> str:
+    """A namespace or partition name (Consul: DNS-label-like)."""
+    if not isinstance(value, str) or not _ENTERPRISE_NAME.match(value):
+        raise ConfigError(key, value, "must be 1-64 letters, digits, '-' or '_'")
+    return value
+
+
+def _server_name(key: str, value: object) -> str:
+    """CONSUL_TLS_SERVER_NAME: a host name, a port after it is dropped (as Consul does)."""
+    if not isinstance(value, str) or not value:
+        raise ConfigError(key, value, "must be a host name")
+    name = value
+    if name.rfind(":") > name.rfind("]"):
+        name = name[: name.rfind(":")]
+    name = name.strip("[]")
+    if not _HOST.match(name):
+        raise ConfigError(key, value, "must be a host name")
+    return name
+
+
+def _directory(key: str, value: object) -> Path:
+    if not isinstance(value, str | Path) or not str(value):
+        raise ConfigError(key, value, "must be a directory path")
+    return Path(value)
 
 
 def _endpoint(key: str, value: object) -> str:
@@ -299,12 +435,19 @@ def _listen(key: str, value: object) -> str:
     raise ConfigError(key, value, 'must be HOST:PORT, unix:/path, or "" to turn it off')
 
 
+LEVELS = ("debug", "info", "warning", "error")
+LEVEL_ALIASES = {"warn": "warning", "err": "error"}  # consul-template's spellings
+
 # Each section: key -> parser(full_key, raw_value) -> value for the dataclass field.
 Parser = Callable[[str, Any], Any]
 _CONSUL: dict[str, Parser] = {
-    "address": lambda k, v: _address(k, v)[0],
+    "address": lambda k, v: _address(k, v)[0],  # its scheme is applied in _apply_section
     "scheme": lambda k, v: _choice(k, v, ("http", "https")),
     "token_file": _path,
+    "namespace": _enterprise_name,
+    "partition": _enterprise_name,
+    "tls_server_name": _server_name,
+    "ca_path": _directory,
     "ca_file": _path,
     "cert_file": _path,
     "key_file": _path,
@@ -356,7 +499,7 @@ _OBSERVE: dict[str, Parser] = {
     "nginx_grace": lambda k, v: _positive(k, v, high=86400),
 }
 _LOG: dict[str, Parser] = {
-    "level": lambda k, v: _choice(k, v, ("debug", "info", "warning", "error")),
+    "level": lambda k, v: _choice(k, LEVEL_ALIASES.get(v, v) if isinstance(v, str) else v, LEVELS),
     "format": lambda k, v: _choice(k, v, ("auto", "json", "console")),
 }
 SECTIONS: dict[str, dict[str, Parser]] = {
@@ -369,7 +512,9 @@ SECTIONS: dict[str, dict[str, Parser]] = {
     "observe": _OBSERVE,
     "log": _LOG,
 }
-_SECRET_KEYS = {"consul.token", "api.token"}
+_SECRET_KEYS = {"consul.token", "api.token", "consul.auth"}
+_HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})?$|^[0-9A-Fa-f:.]+$")
+_ENTERPRISE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 def _apply_section(current: T, section: str, values: Mapping[str, Any]) -> T:
@@ -382,6 +527,10 @@ def _apply_section(current: T, section: str, values: Mapping[str, Any]) -> T:
         if key not in parsers:
             raise ConfigError(full, raw, f"unknown key (known: {', '.join(sorted(parsers))})")
         changes[key] = parsers[key](full, raw)
+    if section == "consul" and "address" in values and _address("consul.address", values["address"])[1] == "https":
+        changes["scheme"] = "https"  # https:// in the address turns TLS on, whatever `scheme` says
+    if section == "consul" and "token_file" in values:
+        changes["token"], changes["acl_source"] = None, "consul.token_file"
     return replace(current, **changes)  # type: ignore[type-var]
 
 
@@ -390,7 +539,7 @@ def from_mapping(data: Mapping[str, Any], base: Settings | None = None) -> Setti
     settings = base or Settings()
     for key, value in data.items():
         if key == "mode":
-            settings = replace(settings, mode=_choice("mode", value, MODES))
+            settings = replace(settings, mode=_choice("mode", value, registry.names()))
         elif key in SECTIONS:
             if not isinstance(value, dict):
                 raise ConfigError(key, value, "must be a table")
@@ -413,17 +562,32 @@ def load_file(path: Path) -> dict[str, Any]:
 
 
 def from_environment(env: Mapping[str, str], settings: Settings) -> Settings:
-    """Consul's own variables, as its CLI reads them."""
+    """Consul's own variables, as its Go client reads them (hashicorp/consul api/api.go)."""
     consul = settings.consul
     if env.get("CONSUL_HTTP_ADDR"):
         address, scheme = _address("CONSUL_HTTP_ADDR", env["CONSUL_HTTP_ADDR"])
-        consul = replace(consul, address=address, scheme=scheme or consul.scheme)  # type: ignore[arg-type]
-    if env.get("CONSUL_HTTP_SSL"):
-        consul = replace(consul, scheme="https" if _boolean("CONSUL_HTTP_SSL", env["CONSUL_HTTP_SSL"]) else "http")
+        consul = replace(consul, address=address)
+        if scheme == "https":  # http:// never turns TLS back off ("never revert to http")
+            consul = replace(consul, scheme="https")
+    if env.get("CONSUL_HTTP_SSL") and go_bool("CONSUL_HTTP_SSL", env["CONSUL_HTTP_SSL"]):
+        consul = replace(consul, scheme="https")  # only ever turns TLS on
+    # CONSUL_HTTP_TOKEN_FILE wins over CONSUL_HTTP_TOKEN, and both over the TOML token_file.
     if env.get("CONSUL_HTTP_TOKEN_FILE"):
-        consul = replace(consul, token_file=_path("CONSUL_HTTP_TOKEN_FILE", env["CONSUL_HTTP_TOKEN_FILE"]))
-    if env.get("CONSUL_HTTP_TOKEN"):
-        consul = replace(consul, token=env["CONSUL_HTTP_TOKEN"])
+        path = _path("CONSUL_HTTP_TOKEN_FILE", env["CONSUL_HTTP_TOKEN_FILE"])
+        consul = replace(consul, token_file=path, token=None, acl_source="CONSUL_HTTP_TOKEN_FILE")
+    elif env.get("CONSUL_HTTP_TOKEN"):
+        token = check_token("CONSUL_HTTP_TOKEN", env["CONSUL_HTTP_TOKEN"])
+        consul = replace(consul, token_file=None, token=token, acl_source="CONSUL_HTTP_TOKEN")
+    if env.get("CONSUL_HTTP_AUTH"):
+        consul = replace(consul, auth=_auth("CONSUL_HTTP_AUTH", env["CONSUL_HTTP_AUTH"]))
+    if env.get("CONSUL_TLS_SERVER_NAME"):
+        consul = replace(consul, tls_server_name=_server_name("CONSUL_TLS_SERVER_NAME", env["CONSUL_TLS_SERVER_NAME"]))
+    if env.get("CONSUL_CAPATH"):
+        consul = replace(consul, ca_path=_directory("CONSUL_CAPATH", env["CONSUL_CAPATH"]))
+    if env.get("CONSUL_NAMESPACE"):
+        consul = replace(consul, namespace=_enterprise_name("CONSUL_NAMESPACE", env["CONSUL_NAMESPACE"]))
+    if env.get("CONSUL_PARTITION"):
+        consul = replace(consul, partition=_enterprise_name("CONSUL_PARTITION", env["CONSUL_PARTITION"]))
     if env.get("CONSUL_CACERT"):
         consul = replace(consul, ca_file=_path("CONSUL_CACERT", env["CONSUL_CACERT"]))
     if env.get("CONSUL_CLIENT_CERT"):
@@ -431,27 +595,33 @@ def from_environment(env: Mapping[str, str], settings: Settings) -> Settings:
     if env.get("CONSUL_CLIENT_KEY"):
         consul = replace(consul, key_file=_path("CONSUL_CLIENT_KEY", env["CONSUL_CLIENT_KEY"]))
     if env.get("CONSUL_HTTP_SSL_VERIFY"):
-        consul = replace(consul, verify=_boolean("CONSUL_HTTP_SSL_VERIFY", env["CONSUL_HTTP_SSL_VERIFY"]))
+        consul = replace(consul, verify=go_bool("CONSUL_HTTP_SSL_VERIFY", env["CONSUL_HTTP_SSL_VERIFY"]))
     return replace(settings, consul=consul)
 
 
 def read_secret(key: str, path: Path) -> str:
+    """A token from a file: surrounding whitespace trimmed (as Consul does), then checked."""
     try:
-        value = path.read_text().strip()
+        data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(key, str(path), f"cannot read: {exc.strerror or exc}") from None
-    if not value:
-        raise ConfigError(key, str(path), "file is empty")
-    if any(ch.isspace() for ch in value):
-        raise ConfigError(key, str(path), "token contains whitespace")
-    return value
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(key, str(path), "token file is not UTF-8 text") from None
+    return check_token(key, text, from_file=path)
 
 
-def check(settings: Settings, env_token_set: bool) -> Settings:
+def check(settings: Settings) -> Settings:
     """Cross-field checks and secret resolution; returns the settings with tokens filled in."""
     consul = settings.consul
-    if consul.token_file and not env_token_set:
-        consul = replace(consul, token=read_secret("consul.token_file", consul.token_file))
+    if consul.token_file:
+        consul = replace(consul, token=read_secret(consul.acl_source or "consul.token_file", consul.token_file))
+    for secret in (consul.token, consul.auth[1] if consul.auth else None):
+        if secret:
+            logs.register_secret(secret)
+    if consul.ca_path is not None and not consul.ca_path.is_dir():
+        raise ConfigError("consul.ca_path", str(consul.ca_path), "directory not found")
     if bool(consul.cert_file) != bool(consul.key_file):
         raise ConfigError("consul.cert_file", str(consul.cert_file), "cert_file and key_file go together")
     for key in ("ca_file", "cert_file", "key_file"):
@@ -485,11 +655,9 @@ def load(
         settings = from_mapping(load_file(config_file), settings)
         settings = replace(settings, source=config_file)
     settings = from_environment(env, settings)
-    env_token = bool(env.get("CONSUL_HTTP_TOKEN"))
     if overrides:
         settings = from_mapping(overrides, settings)
         if "token_file" in overrides.get("consul", {}):
-            # A token file given as a flag wins over CONSUL_HTTP_TOKEN, as flags do.
-            settings = replace(settings, consul=replace(settings.consul, token=None))
-            env_token = False
-    return check(settings, env_token_set=env_token)
+            # A token file given as a flag wins over CONSUL_HTTP_TOKEN[_FILE], as flags do.
+            settings = replace(settings, consul=replace(settings.consul, acl_source="--consul-token-file"))
+    return check(settings)

@@ -48,6 +48,13 @@ class Metrics:
         self.pushes = Counter(
             "syncer_pushes_total", "Upstream pushes to the dynamic endpoint by outcome", ["outcome"], registry=r
         )
+        self.push_failures = Counter(
+            "syncer_push_failures_total",
+            "Upstreams the dynamic endpoint refused or could not store while others were pushed "
+            "(ApplyResult.failed_upstreams), by upstream",
+            ["service"],
+            registry=r,
+        )
         self.held_drops = Counter(
             "syncer_held_drops_total", "Sharp drops held for confirmation", ["service", "outcome"], registry=r
         )

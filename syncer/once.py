@@ -22,7 +22,8 @@ from syncer.model import Server
 from syncer.planning.desired import desired_state
 from syncer.retry import backoff
 from syncer.routing.follow import RoutingFollower
-from syncer.sinks.factory import make_sink
+from syncer.sinks import registry
+from syncer.sinks.registry import make_sink
 
 log = structlog.get_logger("syncer.once")
 T = TypeVar("T")
@@ -53,7 +54,10 @@ def _read(settings: Settings, what: str, query: Query[T]) -> T:
 def run_once(settings: Settings, dry_run: bool, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     client = ConsulClient(settings.consul)
-    rules = Rules(include_warning=settings.consul.include_warning, allow_hostnames=settings.mode == "reload")
+    rules = Rules(
+        include_warning=settings.consul.include_warning,
+        allow_hostnames=registry.dialect(settings.mode).accepts_hostnames,
+    )
     try:
         names = set(settings.services.names)
         if settings.services.tags:

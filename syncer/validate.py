@@ -10,14 +10,22 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from syncer import limits
+
+# Limits shared with the Lua endpoint come from its contract file (lua/syncer/limits.json).
+_LIMITS = limits.load()
+
 # Characters that end or open an nginx token, start a variable or a comment, or quote.
 _NGINX_SYNTAX = re.compile(r"""[\s;{}'"$#\\`]""")
 _PRINTABLE_ASCII = re.compile(r"^[\x21-\x7e]*$")
-UPSTREAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+UPSTREAM_NAME = re.compile(rf"^(?=.{{1,{_LIMITS.name_max}}}$){_LIMITS.name.pattern}$")
 _HOSTNAME_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 _DURATION = re.compile(r"^(\d{1,6})(ms|s|m|h)?$")
 MAX_VALUE_LENGTH = 512
-MAX_WEIGHT = 65535
+MAX_WEIGHT = int(_LIMITS.weight.high)
+MAX_FAILS = int(_LIMITS.max_fails.high)
+MAX_CONNS = int(_LIMITS.max_conns.high)
+MAX_FAIL_TIMEOUT = int(_LIMITS.fail_timeout.high)
 
 
 class Invalid(ValueError):
@@ -59,8 +67,8 @@ def upstream_name(value: object) -> str:
 def port(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise Invalid("port", value, "must be an integer")
-    if not 1 <= value <= 65535:
-        raise Invalid("port", value, "must be between 1 and 65535")
+    if value not in _LIMITS.port:
+        raise Invalid("port", value, f"must be between {_LIMITS.port.low:g} and {_LIMITS.port.high:g}")
     return value
 
 

@@ -1,6 +1,8 @@
 -- The admin HTTP API (content_by_lua). See docs/admin-api.md.
 --
+--   GET    /summary              O(1): generation, count and digest of versions, limits
 --   GET    /upstreams            all upstreams + generation
+--   PATCH  /upstreams            many upstreams in one request, each with its own result
 --   GET    /upstreams/<name>     one upstream (ETag: "<version>")
 --   PUT    /upstreams/<name>     replace its server set (If-Match / If-None-Match: *)
 --   DELETE /upstreams/<name>     remove it (If-Match)
@@ -8,11 +10,15 @@
 --   GET|PUT|DELETE /routes[/<entry>]  routing tables (syncer/routes.lua, docs/routing.md)
 --
 -- Every request needs `Authorization: Bearer <token>`; without a configured
--- token every request is refused (fail closed).
+-- token every request is refused (fail closed). Routes live in two tables
+-- (`_M.routes`, exact paths; `_M.prefixed`, "<prefix><name>"), so another module
+-- adds one with `admin.route(path, { GET = handler })`.
 
 local state = require "syncer.state"
 local validate = require "syncer.validate"
 local json = require "syncer.json"
+
+local limits = validate.limits
 
 local ngx = ngx
 local log, ERR = ngx.log, ngx.ERR
@@ -194,11 +200,11 @@ local function put_upstream(name)
         if code then
             return code, msg, more
         end
-        if current and state.content_key(current) == state.content_key(set) then
+        if current and state.same_content(current, set) then
             return 200, nil, nil, current.version -- unchanged: same version
         end
         local v = current and current.version + 1 or state.next_new_version(name)
-        local stored, serr = state.store(name, v, set)
+        local stored, serr = state.store(name, v, set, current and current.version)
         if not stored then
             return 500, "cannot store upstream: " .. tostring(serr)
         end
@@ -248,6 +254,115 @@ local function delete_upstream(name)
     return respond(200, { name = name, deleted = true })
 end
 
+local function summary()
+    local body = state.summary()
+    local dict = state.dict
+    body.dict = { name = state.conf.dict, capacity = dict:capacity(), free = dict:free_space() }
+    body.limits = { max_body = state.conf.max_body, max_batch = limits.max_batch, max_servers = limits.max_servers }
+    return respond(200, body)
+end
+
+local BATCH_FIELDS = { upstreams = true }
+
+-- One entry of a PATCH /upstreams body: a PUT body plus an optional "if_match".
+local function batch_entry(name, entry)
+    local ok, nerr = validate.name(name)
+    if not ok then
+        return nil, nerr
+    end
+    if type(entry) ~= "table" then
+        return nil, "must be an object, got " .. validate.show(entry)
+    end
+    local if_match = entry.if_match
+    if if_match ~= nil and (type(if_match) ~= "number" or if_match < 1 or if_match ~= math.floor(if_match)) then
+        return nil, "if_match: must be a version (a positive integer), got " .. validate.show(if_match)
+    end
+    entry.if_match = nil
+    local set, verr = validate.put_body(entry)
+    if not set then
+        return nil, verr
+    end
+    return set, if_match
+end
+
+local function store_entry(name, set, if_match)
+    local current = state.get(name)
+    if if_match and (not current or current.version ~= if_match) then
+        return { status = 409, error = "version mismatch", version = current and current.version or json.null }
+    end
+    if current and state.same_content(current, set) then
+        return { status = 200, version = current.version, changed = false }
+    end
+    local v = current and current.version + 1 or state.next_new_version(name)
+    local stored, serr = state.store(name, v, set, current and current.version)
+    if not stored then
+        return { status = 500, error = "cannot store upstream: " .. tostring(serr) }
+    end
+    return { status = 200, version = v, changed = true }
+end
+
+-- PATCH /upstreams {"upstreams": {"<name>": {"servers": [...], "if_match": 3}, ...}}:
+-- every upstream is validated and stored on its own; one refused upstream does
+-- not stop the others. Answers 200 with a result per upstream.
+local function batch()
+    local body, berr = read_body()
+    if not body then
+        return err(400, berr)
+    end
+    local decoded, jerr = json.decode(body)
+    if decoded == nil then
+        return err(400, "invalid JSON: " .. tostring(jerr))
+    end
+    if type(decoded) ~= "table" or decoded[1] ~= nil then
+        return err(400, "body must be a JSON object, got " .. validate.show(decoded))
+    end
+    for k in pairs(decoded) do
+        if not BATCH_FIELDS[k] then
+            return err(400, "unknown field " .. validate.show(k))
+        end
+    end
+    local ups = decoded.upstreams
+    if type(ups) ~= "table" or (ups[1] ~= nil) then
+        return err(400, 'upstreams: must be an object {"<name>": {"servers": [...]}}, got ' .. validate.show(ups))
+    end
+    local names = {}
+    for name in pairs(ups) do
+        names[#names + 1] = tostring(name)
+    end
+    if #names > limits.max_batch then
+        return err(400, "upstreams: at most " .. limits.max_batch .. " per request, got " .. #names)
+    end
+    table.sort(names)
+
+    local results, todo = {}, {}
+    for _, name in ipairs(names) do
+        local set, extra = batch_entry(name, ups[name])
+        if set then
+            todo[#todo + 1] = { name, set, extra }
+        else
+            results[name] = { status = 400, error = extra }
+        end
+    end
+
+    local locked, lerr = state.lock()
+    if not locked then
+        return err(503, "busy: " .. tostring(lerr))
+    end
+    -- No yield inside (ngx.sleep without OpenResty's delayed-events patch stalls
+    -- for seconds under load): max_batch keeps one request's work to tens of ms.
+    local ok, perr = pcall(function()
+        for _, item in ipairs(todo) do
+            results[item[1]] = store_entry(item[1], item[2], item[3])
+        end
+    end)
+    state.unlock()
+    if not ok then
+        log(ERR, "syncer: PATCH /upstreams: ", perr)
+        return err(500, "internal error")
+    end
+    return respond(200, { generation = state.generation(), results = results })
+end
+
 local function status()
     local dict = state.dict
     local generation, started_at = state.generation()
@@ -295,13 +410,50 @@ local function status()
     })
 end
 
-local function not_allowed(allow)
-    return err(405, "method " .. ngx.req.get_method() .. " not allowed", nil, { Allow = allow })
-end
-
 local function refuse(code, message)
     local headers = code == 401 and { ["WWW-Authenticate"] = 'Bearer realm="syncer"' } or nil
     return err(code, message, nil, headers)
+end
+
+local function check_name(name)
+    return validate.name(name)
+end
+
+-- Exact paths: path -> { METHOD = handler() }.
+_M.routes = {
+    ["/summary"] = { GET = summary },
+    ["/upstreams"] = { GET = list_upstreams, PATCH = batch },
+    ["/status"] = { GET = status },
+}
+
+-- "<prefix><rest>": { prefix, methods = { METHOD = handler(rest) }, check = f(rest) -> ok, err }.
+_M.prefixed = {
+    {
+        prefix = "/upstreams/", check = check_name,
+        methods = { GET = get_upstream, PUT = put_upstream, DELETE = delete_upstream },
+    },
+}
+
+-- Adds a route (for other modules): an exact path, or a prefix when `check` is given.
+function _M.route(path, methods, check)
+    if check then
+        _M.prefixed[#_M.prefixed + 1] = { prefix = path, methods = methods, check = check }
+    else
+        _M.routes[path] = methods
+    end
+end
+
+local function allow(methods)
+    local list = {}
+    for m in pairs(methods) do
+        list[#list + 1] = m
+    end
+    table.sort(list)
+    return table.concat(list, ", ")
+end
+
+local function not_allowed(methods)
+    return err(405, "method " .. ngx.req.get_method() .. " not allowed", nil, { Allow = allow(methods) })
 end
 
 -- error_page 413 target: nginx refused a body over client_max_body_size.
@@ -322,35 +474,29 @@ function _M.serve()
     local method = ngx.req.get_method()
     local uri = ngx.var.uri
 
-    if uri == "/upstreams" then
-        if method == "GET" then
-            return list_upstreams()
+    local methods = _M.routes[uri]
+    if methods then
+        local handler = methods[method]
+        if not handler then
+            return not_allowed(methods)
         end
-        return not_allowed("GET")
+        return handler()
     end
 
-    if sub(uri, 1, 11) == "/upstreams/" then
-        local name = sub(uri, 12)
-        if method ~= "GET" and method ~= "PUT" and method ~= "DELETE" then
-            return not_allowed("GET, PUT, DELETE")
+    for _, r in ipairs(_M.prefixed) do
+        local n = #r.prefix
+        if sub(uri, 1, n) == r.prefix then
+            local rest = sub(uri, n + 1)
+            local handler = r.methods[method]
+            if not handler then
+                return not_allowed(r.methods)
+            end
+            local valid, verr = r.check(rest)
+            if not valid then
+                return err(400, verr)
+            end
+            return handler(rest)
         end
-        local valid, nerr = validate.name(name)
-        if not valid then
-            return err(400, nerr)
-        end
-        if method == "GET" then
-            return get_upstream(name)
-        elseif method == "PUT" then
-            return put_upstream(name)
-        end
-        return delete_upstream(name)
-    end
-
-    if uri == "/status" then
-        if method == "GET" then
-            return status()
-        end
-        return not_allowed("GET")
     end
 
     if uri == "/routes" or sub(uri, 1, 8) == "/routes/" then -- routing tables: syncer/routes.lua

@@ -41,7 +41,9 @@ local track_conns       -- log() runs, so max_conns slots can be released
 local pickers = {}      -- name -> picker (this worker)
 local applied = {}      -- name -> version this worker serves
 local inflight = {}     -- "<name> <ip:port>" -> requests this worker has in flight (max_conns)
-local outstanding = 0   -- sum of inflight, lets log() skip ngx.ctx when zero
+local outstanding = 0   -- sum of inflight, lets log() skip the lookup when zero
+local dirty = false     -- `applied` changed since record() last wrote it
+local seen_seq = nil    -- the dict's change sequence the timer last walked
 
 function _M.init()
     dict = state.dict
@@ -49,18 +51,36 @@ function _M.init()
 end
 
 -- What this worker serves, for GET /status (expires if the worker dies).
+-- Written by the timer only: with thousands of upstreams the record is tens of
+-- KB, too much to rewrite on the request path after every change.
 local function record()
     local id = ngx.worker.id()
     if not id or not dict then
         return
     end
+    dirty = false
     local ttl = math.max(10, 5 * (state.conf.refresh_interval or 1))
     dict:safe_set("w:" .. id, json.encode({
         pid = ngx.worker.pid(), applied = applied, seen_at = now(),
     }), ttl)
 end
 
-local function build(name, u, chg)
+-- Timer: the new ring of an upstream whose picker still uses its previous ring.
+local function build_ring(premature, name, version)
+    local p = pickers[name]
+    if premature or not p or p.version ~= version or not p.ring_stale then
+        return
+    end
+    p.ring = chash.new(p.primary.peers, crc32)
+    p.ring_stale = nil
+end
+
+-- `previous`: this worker's picker for the older version. With consistent hashing
+-- the new ring (up to 16,384 points, milliseconds) is built by a zero-delay timer,
+-- off the request path; until then requests use the previous ring, mapped onto the
+-- new servers: keys of a removed server go to the next one on the ring (what the
+-- new ring does too), a new server gets its keys once its ring is in.
+local function build(name, u, chg, previous)
     local primaries, backups, by_name = {}, {}, {}
     local workers = ngx.worker.count()
     for _, s in ipairs(u.servers) do
@@ -93,7 +113,16 @@ local function build(name, u, chg)
         tries = #primaries + #backups,
     }
     if u.hash_on and #primaries > 0 then
-        p.ring = chash.new(primaries, crc32)
+        if previous and previous.ring and previous.hash_on == u.hash_on and ngx.get_phase() == "balancer" then
+            p.ring, p.ring_stale = previous.ring, true
+            local ok, err = ngx.timer.at(0, build_ring, name, u.version)
+            if not ok then
+                log(ERR, 'syncer: upstream "', name, '": cannot schedule the ring rebuild: ', err)
+                p.ring, p.ring_stale = chash.new(primaries, crc32), nil
+            end
+        else
+            p.ring = chash.new(primaries, crc32)
+        end
     end
     p.single = p.tries == 1
     return p
@@ -106,7 +135,7 @@ local function refresh(name, chg)
         if p then
             pickers[name] = nil
             applied[name] = nil
-            record()
+            dirty = true
         end
         return nil
     end
@@ -116,19 +145,19 @@ local function refresh(name, chg)
         pickers[name] = { missing = true, chg = chg, ckey = "c:" .. name }
         if applied[name] then
             applied[name] = nil
-            record()
+            dirty = true
         end
         return pickers[name]
     end
     if not p or p.missing or p.version ~= u.version then
-        p = build(name, u, chg)
+        p = build(name, u, chg, p and not p.missing and p or nil)
         pickers[name] = p
     end
     p.chg = chg
     health.load(p)
     if applied[name] ~= u.version then
         applied[name] = u.version
-        record()
+        dirty = true
     end
     return p
 end
@@ -139,7 +168,7 @@ local function pick(p, tried)
     local peer
     if p.ring then
         local key = ngx_var[p.hash_on] or ""
-        peer = p.ring:pick(crc32(key), t, tried, inflight)
+        peer = p.ring:pick(crc32(key), t, tried, inflight, p.ring_stale and p.by_name)
     else
         peer = p.primary:pick(t, tried, inflight)
     end
@@ -168,12 +197,8 @@ local function tried_peers(p)
     return tried, last and p.by_name[last]
 end
 
-local function fail(name, retry, reason)
+local function fail(name, _retry, reason)
     log(ERR, 'syncer: upstream "', name or "", '": ', reason, " (502)")
-    if retry then
-        -- tell log() that the last $upstream_addr entry is not a new failure
-        ngx.ctx.syncer_busy = true
-    end
     return ngx.exit(NGX_BUSY)
 end
 
@@ -206,15 +231,25 @@ local function no_peer(p, tried, retry)
     return fail(p.name, retry, reason)
 end
 
+-- In-flight slots (max_conns) are kept per request id, not in ngx.ctx: a failed
+-- request ends in the error_page location, and an internal redirect empties ngx.ctx.
+local slots = {}        -- request key -> { "<name> <ip:port>", ... }
+
+-- Stable for one request across internal redirects ($request_id is not: Lua reads
+-- of a variable nginx.conf never names produce a new random id each time).
+local function request_key()
+    return ngx_var.connection .. "#" .. ngx_var.connection_requests
+end
+
 local function track(peer)
     local key = peer.ckey
     inflight[key] = (inflight[key] or 0) + 1
     outstanding = outstanding + 1
-    local ctx = ngx.ctx
-    local list = ctx.syncer_conns
+    local id = request_key()
+    local list = slots[id]
     if not list then
         list = {}
-        ctx.syncer_conns = list
+        slots[id] = list
     end
     list[#list + 1] = key
 end
@@ -270,8 +305,8 @@ function _M.balance(name)
 end
 
 local function release()
-    local ctx = ngx.ctx
-    local list = ctx.syncer_conns
+    local id = request_key()
+    local list = slots[id]
     if not list then
         return
     end
@@ -280,69 +315,95 @@ local function release()
         inflight[key] = n > 0 and n or nil
         outstanding = outstanding - 1
     end
-    ctx.syncer_conns = nil
+    slots[id] = nil
 end
 
--- log_by_lua: release max_conns slots and count a failure of the final attempt
--- (failures of earlier attempts were counted by balance() on the retry).
+-- log_by_lua (only needed for max_conns): releases this request's slots.
 function _M.log()
+    if outstanding > 0 then
+        release()
+    end
+end
+
+-- The error_page location for 502/504 that nginx generated itself (no answer
+-- from the last server: refused, reset, timed out, invalid header): counts that
+-- final attempt as a failure. Earlier attempts were counted by balance() on the
+-- retry. Only failed requests come here, so passive health costs the
+-- successful ones nothing (no log phase on the hot path).
+function _M.failed_final()
     if outstanding > 0 then
         release()
     end
     local status = ngx.status
     if status ~= 502 and status ~= 504 then
-        return
+        status = 502
     end
     -- the upstream block's name (one block per service), else $syncer_upstream
-    -- (one shared block)
     local p = pickers[ngx_var.proxy_host or ""]
     if not p then
         local name = ngx_var.syncer_upstream
         p = name and pickers[name]
     end
-    if not p or p.missing or ngx.ctx.syncer_busy then
-        return
-    end
     local addrs, times = ngx_var.upstream_addr, ngx_var.upstream_header_time
-    if not addrs or not times then
-        return
+    if p and not p.missing and addrs and times and match(times, "([^%s,:]+)%s*$") == "-" then
+        -- "a:1, a:1": the last attempt found no peer (NGX_BUSY reuses the previous
+        -- name) and that previous failure is already counted
+        local prev, last
+        for token in gmatch(addrs, "[^%s,]+") do
+            if token ~= ":" then
+                prev, last = last, token
+            end
+        end
+        local peer = last and prev ~= last and p.by_name[last]
+        if peer then
+            health.failed(p, peer)
+        end
     end
-    -- a response header arrived: the backend answered (maybe its own 502)
-    if match(times, "([^%s,]+)%s*$") ~= "-" then
-        return
-    end
-    local peer = p.by_name[match(addrs, "([^%s,]+)%s*$") or ""]
-    if peer then
-        health.failed(p, peer)
-    end
+    return ngx.exit(status)
 end
 
 -- Timer: apply changes in idle workers too, so /status converges without
--- traffic, and keep this worker's record fresh.
+-- traffic, and keep this worker's record fresh. O(1) while nothing changed (one
+-- read of the dict's change sequence); after a change, one pass over the names.
+local function walk()
+    local seen = {}
+    for _, name in ipairs(state.names()) do
+        seen[name] = true
+        local p = pickers[name]
+        local chg = dict:get("c:" .. name)
+        if not p or p.chg ~= chg then
+            refresh(name, chg)
+        end
+    end
+    local gone = {}
+    for name, p in pairs(pickers) do
+        if not seen[name] and p.chg ~= dict:get(p.ckey) then
+            gone[#gone + 1] = name
+        end
+    end
+    for _, name in ipairs(gone) do
+        refresh(name, dict:get("c:" .. name))
+    end
+end
+
+local last_record = 0
+
 local function tick(premature)
     if premature or not dict then
         return
     end
     local ok, err = pcall(function()
-        local seen = {}
-        for _, name in ipairs(state.names()) do
-            seen[name] = true
-            local p = pickers[name]
-            local chg = dict:get("c:" .. name)
-            if not p or p.chg ~= chg then
-                refresh(name, chg)
-            end
+        local seq = state.seq()
+        if seq ~= seen_seq then
+            seen_seq = seq
+            walk()
         end
-        local gone = {}
-        for name, p in pairs(pickers) do
-            if not seen[name] and p.chg ~= dict:get(p.ckey) then
-                gone[#gone + 1] = name
-            end
+        -- the record expires after a few intervals: rewrite it before it does
+        local t = now()
+        if dirty or t - last_record >= 2 * (state.conf.refresh_interval or 1) then
+            last_record = t
+            record()
         end
-        for _, name in ipairs(gone) do
-            refresh(name, dict:get("c:" .. name))
-        end
-        record()
     end)
     if not ok then
         log(ERR, "syncer: refresh timer: ", err)

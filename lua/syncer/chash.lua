@@ -62,8 +62,10 @@ function _M.new(peers, hash)
 end
 
 -- First point clockwise from key_hash, then onwards past peers that are not
--- usable (unhealthy, tried by this request, at max_conns).
-function _M.pick(self, key_hash, now, tried, inflight)
+-- usable (unhealthy, tried by this request, at max_conns). `remap` (a ring of an
+-- older server set still in use): name -> current peer; owners not in it, or now
+-- down or backup, are skipped.
+function _M.pick(self, key_hash, now, tried, inflight, remap)
     local n = self.n
     if n == 0 then
         return nil
@@ -87,7 +89,12 @@ function _M.pick(self, key_hash, now, tried, inflight)
     local seen, nseen = nil, 0
     for step = 0, n - 1 do
         local p = owners[(lo - 1 + step) % n + 1]
-        if usable(p, now, tried, inflight) then
+        if remap then
+            local current = remap[p.name]
+            if current and not current.down and not current.backup and usable(current, now, tried, inflight) then
+                return current
+            end
+        elseif usable(p, now, tried, inflight) then
             return p
         end
         -- stop once every peer has been looked at

@@ -7,8 +7,9 @@
 --           snapshot_file = "/var/lib/syncer/snapshot.json",-- loaded on a cold start
 --           max_body = 1048576,                             -- admin request body limit
 --           refresh_interval = 1,                           -- idle-worker refresh (s)
---           log_phase = true,   -- false when the proxying location has no
+--           log_phase = false,  -- true when the proxying location has
 --                               -- log_by_lua_block { require("syncer.balancer").log() }
+--                               -- (needed for max_conns only)
 --       })
 --   }
 --   init_worker_by_lua_block { require("syncer.init").worker() }
@@ -24,14 +25,58 @@ local log, ERR, NOTICE = ngx.log, ngx.ERR, ngx.NOTICE
 
 local _M = {}
 
+local limits = require "syncer.limits"
+
 local DEFAULTS = {
     dict = "syncer_upstreams",
     token_file = "/etc/syncer/admin.token",
     snapshot_file = false,
-    max_body = 1048576,
+    max_body = limits.max_body.default,
     refresh_interval = 1,
-    log_phase = true,
+    log_phase = false,
 }
+
+-- The token file's mode bits, through statx(2) (its struct has one layout on
+-- every architecture, unlike stat's). nil, reason when it cannot be checked.
+local ffi = require "ffi"
+pcall(ffi.cdef, [[
+struct syncer_statx_ts { int64_t tv_sec; uint32_t tv_nsec; int32_t reserved; };
+struct syncer_statx {
+    uint32_t mask; uint32_t blksize; uint64_t attributes; uint32_t nlink; uint32_t uid; uint32_t gid;
+    uint16_t mode; uint16_t spare0; uint64_t ino; uint64_t size; uint64_t blocks; uint64_t attributes_mask;
+    struct syncer_statx_ts atime, btime, ctime, mtime;
+    uint32_t rdev_major, rdev_minor, dev_major, dev_minor; uint64_t spare2[14];
+};
+int statx(int dirfd, const char *path, int flags, unsigned int mask, struct syncer_statx *buf);
+]])
+local AT_FDCWD, STATX_MODE = -100, 0x2
+
+local function file_mode(path)
+    local buf = ffi.new("struct syncer_statx")
+    local ok, rc = pcall(ffi.C.statx, AT_FDCWD, path, 0, STATX_MODE, buf)
+    if not ok then
+        return nil, "cannot check its permissions (no statx: " .. tostring(rc) .. ")"
+    end
+    if rc ~= 0 then
+        return nil, "cannot check its permissions (errno " .. ffi.errno() .. ")"
+    end
+    return bit.band(buf.mode, 4095)
+end
+
+-- The token file must be private to its owner: a token other local users can
+-- read (or replace) is no secret. syncer refuses the same modes.
+local function private(path)
+    local mode, why = file_mode(path)
+    if not mode then
+        return nil, why
+    end
+    if bit.band(mode, 54) ~= 0 then -- 0o066: read or write for group or others
+        return nil, string.format("token file %s is readable or writable by group or others (mode %04o); "
+            .. "chmod 600 it", path, mode)
+    end
+    return true
+end
+_M.private = private
 
 local function read_token(path)
     if not path or path == "" then
@@ -40,6 +85,11 @@ local function read_token(path)
     local f, open_err = io.open(path, "rb")
     if not f then
         return nil, "token file unreadable (" .. tostring(open_err) .. ")"
+    end
+    local ok, perm_err = private(path)
+    if not ok then
+        f:close()
+        return nil, perm_err
     end
     local text = f:read("*a") or ""
     f:close()
@@ -65,8 +115,8 @@ function _M.setup(opts)
         end
         conf[k] = v
     end
-    if type(conf.max_body) ~= "number" or conf.max_body < 1024 then
-        error("syncer.init.setup: max_body must be a number >= 1024", 2)
+    if type(conf.max_body) ~= "number" or conf.max_body < limits.max_body.min then
+        error("syncer.init.setup: max_body must be a number >= " .. limits.max_body.min, 2)
     end
     if type(conf.refresh_interval) ~= "number" or conf.refresh_interval <= 0 then
         error("syncer.init.setup: refresh_interval must be a positive number", 2)

@@ -11,7 +11,7 @@ local cjson = require "cjson.safe"
 
 local type, pairs, ipairs, tostring = type, pairs, ipairs, tostring
 local concat, sort = table.concat, table.sort
-local format, gsub, byte = string.format, string.gsub, string.byte
+local format, gsub, byte, find, sub = string.format, string.gsub, string.byte, string.find, string.sub
 local floor, huge = math.floor, math.huge
 
 local _M = {}
@@ -51,8 +51,71 @@ local function escape_char(c)
     return escapes[c] or format("\\u%04x", byte(c))
 end
 
+-- Bytes that are not UTF-8 (a request path or header can carry any byte) become
+-- U+FFFD, so everything this module writes is valid JSON, error messages quoting
+-- such input included.
+local REPLACEMENT = "\239\191\189"
+
+local function continuation(s, i, n, lo, hi)
+    -- n continuation bytes from i; the first one within lo..hi (overlong/surrogate rules)
+    local b = byte(s, i)
+    if not b or b < lo or b > hi then
+        return false
+    end
+    for k = i + 1, i + n - 1 do
+        b = byte(s, k)
+        if not b or b < 0x80 or b > 0xBF then
+            return false
+        end
+    end
+    return true
+end
+
+local function utf8_clean(s)
+    if not find(s, "[\128-\255]") then
+        return s
+    end
+    local out, i, len, start = {}, 1, #s, 1
+    while i <= len do
+        local b = byte(s, i)
+        local size, lo, hi = 1, 0x80, 0xBF
+        if b < 0x80 then
+            size = 0
+        elseif b >= 0xC2 and b <= 0xDF then
+            size = 1
+        elseif b == 0xE0 then
+            size, lo = 2, 0xA0
+        elseif (b >= 0xE1 and b <= 0xEC) or b == 0xEE or b == 0xEF then
+            size = 2
+        elseif b == 0xED then
+            size, hi = 2, 0x9F
+        elseif b == 0xF0 then
+            size, lo = 3, 0x90
+        elseif b >= 0xF1 and b <= 0xF3 then
+            size = 3
+        elseif b == 0xF4 then
+            size, hi = 3, 0x8F
+        else
+            size = -1
+        end
+        if size == 0 then
+            i = i + 1
+        elseif size > 0 and continuation(s, i + 1, size, lo, hi) then
+            i = i + 1 + size
+        else
+            out[#out + 1] = sub(s, start, i - 1)
+            out[#out + 1] = REPLACEMENT
+            i = i + 1
+            start = i
+        end
+    end
+    out[#out + 1] = sub(s, start)
+    return concat(out)
+end
+_M.utf8_clean = utf8_clean
+
 local function encode_string(s)
-    return '"' .. gsub(s, '[%c"\\]', escape_char) .. '"'
+    return '"' .. gsub(utf8_clean(s), '[%c"\\]', escape_char) .. '"'
 end
 
 local function is_sequence(t)

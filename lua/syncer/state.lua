@@ -3,7 +3,15 @@
 -- Keys in the lua_shared_dict (all workers see them; they survive
 -- `nginx -s reload`, and are gone after a stop/start):
 --   generation, started_at   identity of this shared-memory lifetime
---   names                    JSON array of upstream names (sorted)
+--   n:<bucket>               JSON array of the upstream names in one of BUCKETS
+--                            buckets (by CRC32 of the name): creating or deleting
+--                            an upstream rewrites one small bucket, never a list
+--                            of every name; storing an existing one touches none
+--   count, digest            number of upstreams, and the XOR of
+--                            crc32("<name> <version>") over all of them: the O(1)
+--                            summary syncer's reconcile probe compares
+--   seq                      +1 on every config or health change, so idle workers'
+--                            refresh timers stay O(1) while nothing changes
 --   u:<name>                 JSON {"version": n, "servers": [...], "hash_on": s?}
 --   c:<name>                 change counter: +1 on every config or health change;
 --                            the balancer reads only this key per request
@@ -19,9 +27,14 @@
 
 local json = require "syncer.json"
 local validate = require "syncer.validate"
+local cjson = require "cjson.safe"
 
 local ngx = ngx
 local log, ERR, NOTICE = ngx.log, ngx.ERR, ngx.NOTICE
+local crc32 = ngx.crc32_long
+local bxor = bit.bxor
+
+local BUCKETS = 64
 
 local _M = {
     conf = nil,  -- set by configure()
@@ -73,13 +86,37 @@ function _M.generation()
     return _M.dict:get("generation"), _M.dict:get("started_at")
 end
 
-function _M.names()
-    local raw = _M.dict:get("names")
-    local names = raw and json.decode(raw)
-    if type(names) ~= "table" then
-        return json.array()
+-- A write the dict refused, in words an operator can act on.
+function _M.refused(err)
+    if err ~= "no memory" then
+        return tostring(err)
     end
-    return json.array(names)
+    local dict = _M.dict
+    return 'no memory: lua_shared_dict "' .. _M.conf.dict .. '" is full (size ' .. dict:capacity()
+        .. " bytes, " .. dict:free_space() .. " bytes in free pages); raise its size in nginx.conf"
+end
+
+local function bucket_key(name)
+    return "n:" .. crc32(name) % BUCKETS
+end
+
+local function bucket(key)
+    local raw = _M.dict:get(key)
+    local names = raw and json.decode(raw)
+    return json.array(type(names) == "table" and names or nil)
+end
+
+-- Every upstream name, sorted: BUCKETS small reads (admin and timers only,
+-- never the request path).
+function _M.names()
+    local all = json.array()
+    for b = 0, BUCKETS - 1 do
+        for _, name in ipairs(bucket("n:" .. b)) do
+            all[#all + 1] = name
+        end
+    end
+    table.sort(all)
+    return all
 end
 
 -- Returns { version = n, servers = [...], hash_on = s|nil } or nil.
@@ -100,10 +137,23 @@ function _M.get(name)
     return u
 end
 
--- Canonical bytes of an upstream's content (not its version): equal content,
--- equal bytes.
-function _M.content_key(set)
-    return json.encode({ servers = json.array(set.servers), hash_on = set.hash_on or json.null })
+local SERVER_KEYS = { "address", "port", "weight", "max_fails", "fail_timeout", "max_conns", "backup", "down" }
+
+-- Same content (servers in order, every field, hash_on), whatever the versions:
+-- an unchanged PUT keeps its version.
+function _M.same_content(a, b)
+    if (a.hash_on or false) ~= (b.hash_on or false) or #a.servers ~= #b.servers then
+        return false
+    end
+    for i, sa in ipairs(a.servers) do
+        local sb = b.servers[i]
+        for _, k in ipairs(SERVER_KEYS) do
+            if sa[k] ~= sb[k] then
+                return false
+            end
+        end
+    end
+    return true
 end
 
 -- incr() without an init value never allocates, so it cannot evict.
@@ -131,53 +181,87 @@ local function bump(name)
     if err then
         log(ERR, 'syncer: cannot bump the change counter of "', name, '": ', err)
     end
+    _M.count("seq")
 end
 _M.bump = bump
 
-local function set_names(names)
-    table.sort(names)
-    return _M.dict:safe_set("names", json.encode(json.array(names)))
+function _M.seq()
+    return _M.dict:get("seq") or 0
 end
 
--- Stores a validated set as `version`. Caller holds the lock (or runs in init).
-function _M.store(name, version, set)
+-- The identity of one (name, version) pair in the digest; syncer computes the
+-- same (zlib.crc32 of "<name> <version>").
+local function mark(name, version)
+    return crc32(name .. " " .. string.format("%d", version))
+end
+
+local function fold(value)
     local dict = _M.dict
-    local ok, err = dict:safe_set("u:" .. name, json.encode({
-        version = version, servers = json.array(set.servers), hash_on = set.hash_on,
+    local d = bxor(dict:get("digest") or 0, value)
+    if d < 0 then
+        d = d + 4294967296
+    end
+    dict:safe_set("digest", d) -- a number: same size every time, never needs new memory
+end
+
+-- The O(1) summary for the reconcile probe.
+function _M.summary()
+    local dict = _M.dict
+    local generation, started_at = _M.generation()
+    return {
+        generation = generation, started_at = started_at,
+        upstreams = dict:get("count") or 0, digest = dict:get("digest") or 0,
+        seq = dict:get("seq") or 0,
+    }
+end
+
+local function edit_bucket(name, add)
+    local key = bucket_key(name)
+    local names, kept = bucket(key), json.array()
+    for _, n in ipairs(names) do
+        if n ~= name then
+            kept[#kept + 1] = n
+        end
+    end
+    if add then
+        kept[#kept + 1] = name
+    end
+    return _M.dict:safe_set(key, json.encode(kept))
+end
+
+-- Stores a validated set as `version`; `previous` is the version it replaces
+-- (nil: a new upstream). Caller holds the lock (or runs in init).
+function _M.store(name, version, set, previous)
+    local dict = _M.dict
+    -- cjson: stored entries need no canonical key order (same_content compares
+    -- fields), and it is ~10x faster than json.encode; get() restores empty arrays.
+    local ok, err = dict:safe_set("u:" .. name, cjson.encode({
+        version = version, servers = set.servers, hash_on = set.hash_on,
     }))
     if not ok then
-        return nil, err
+        return nil, _M.refused(err)
     end
-    local names = _M.names()
-    local present = false
-    for _, n in ipairs(names) do
-        if n == name then
-            present = true
-            break
-        end
-    end
-    if not present then
-        names[#names + 1] = name
-        ok, err = set_names(names)
+    if previous == nil then
+        ok, err = edit_bucket(name, true)
         if not ok then
             dict:delete("u:" .. name)
-            return nil, err
+            return nil, _M.refused(err)
         end
+        _M.count("count")
+    else
+        fold(mark(name, previous))
     end
+    fold(mark(name, version))
     bump(name)
     return true
 end
 
 function _M.delete(name, version)
     local dict = _M.dict
-    local names, kept = _M.names(), json.array()
-    for _, n in ipairs(names) do
-        if n ~= name then
-            kept[#kept + 1] = n
-        end
-    end
-    set_names(kept)
+    edit_bucket(name, false)
     dict:delete("u:" .. name)
+    dict:incr("count", -1)
+    fold(mark(name, version))
     dict:safe_set("dv:" .. name, version)
     bump(name)
 end
@@ -248,7 +332,7 @@ function _M.load_snapshot(path)
         if not set then
             log(ERR, "syncer: snapshot ", path, ': upstream "', tostring(name), '" skipped: ', name_err)
         else
-            local stored, store_err = _M.store(name, set.version or 1, set)
+            local stored, store_err = _M.store(name, set.version or 1, set, nil)
             if stored then
                 loaded = loaded + 1
             else

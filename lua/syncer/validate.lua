@@ -5,6 +5,7 @@
 -- Python syncer) whose operator has to find the bad Consul entry from a log line.
 
 local json = require "syncer.json"
+local limits = require "syncer.limits"
 
 local type, pairs, ipairs, tonumber, tostring = type, pairs, ipairs, tonumber, tostring
 local floor, huge = math.floor, math.huge
@@ -21,12 +22,15 @@ local SERVER_FIELDS = {
 local BODY_FIELDS = { servers = true, hash_on = true, allow_empty = true }
 local SNAPSHOT_UPSTREAM_FIELDS = { servers = true, hash_on = true, version = true }
 
-local DEFAULTS = {
-    weight = 1, max_fails = 1, fail_timeout = 10, max_conns = 0,
-    backup = false, down = false,
-}
+-- Every limit below comes from limits.json, the contract the Python side reads too.
+local DEFAULTS = limits.defaults
+local NAME_PATTERN = "^[" .. limits.name.first .. "][" .. limits.name.rest .. "]*$"
+local NAME_MAX = limits.name.max_length
+local HASH_ON_PATTERN = "^[" .. limits.hash_on.chars .. "]+$"
+local HASH_ON_MAX = limits.hash_on.max_length
 
-_M.MAX_SERVERS = 4096
+_M.MAX_SERVERS = limits.max_servers
+_M.limits = limits
 
 -- A short JSON rendering of a bad value for error messages.
 local function show(v)
@@ -279,10 +283,9 @@ end
 ---------------------------------------------------------------------------
 
 function _M.name(s)
-    if type(s) ~= "string" or #s < 1 or #s > 128
-        or not match(s, "^[A-Za-z0-9][A-Za-z0-9_.%-]*$") then
-        return nil, "invalid upstream name " .. show(s)
-            .. " (1..128 characters: letters, digits, '_', '.', '-'; starting with a letter or digit)"
+    if type(s) ~= "string" or #s < 1 or #s > NAME_MAX or not match(s, NAME_PATTERN) then
+        return nil, "invalid upstream name " .. show(s) .. " (1.." .. NAME_MAX
+            .. " characters: letters, digits, '_', '.', '-'; starting with a letter or digit)"
     end
     return true
 end
@@ -291,7 +294,7 @@ function _M.hash_on(v)
     if v == nil or v == json.null then
         return true
     end
-    if type(v) ~= "string" or #v > 64 or not match(v, "^[a-z0-9_]+$") then
+    if type(v) ~= "string" or #v > HASH_ON_MAX or not match(v, HASH_ON_PATTERN) then
         return nil, "hash_on: must be null or an nginx variable name without '$' ([a-z0-9_]+), got "
             .. show(v)
     end
@@ -317,13 +320,15 @@ local function check_server(s, where)
     end
     out.address = s.address
 
-    if not is_int(s.port, 1, 65535) then
-        return nil, where .. ".port: must be an integer 1..65535, got " .. show(s.port)
+    local port = limits.port
+    if not is_int(s.port, port[1], port[2]) then
+        return nil, format("%s.port: must be an integer %d..%d, got %s", where, port[1], port[2], show(s.port))
     end
     out.port = s.port
 
-    local function int_field(key, lo, hi)
+    local function int_field(key)
         local v = s[key]
+        local lo, hi = limits[key][1], limits[key][2]
         if v == nil then
             out[key] = DEFAULTS[key]
             return true
@@ -335,18 +340,19 @@ local function check_server(s, where)
         return true
     end
     local ok
-    ok, err = int_field("weight", 1, 65535)
+    ok, err = int_field("weight")
     if not ok then return nil, err end
-    ok, err = int_field("max_fails", 0, 1000)
+    ok, err = int_field("max_fails")
     if not ok then return nil, err end
-    ok, err = int_field("max_conns", 0, 1000000)
+    ok, err = int_field("max_conns")
     if not ok then return nil, err end
 
-    local ft = s.fail_timeout
+    local ft, ft_lo, ft_hi = s.fail_timeout, limits.fail_timeout[1], limits.fail_timeout[2]
     if ft == nil then
         out.fail_timeout = DEFAULTS.fail_timeout
-    elseif type(ft) ~= "number" or ft ~= ft or ft < 0 or ft > 86400 or ft == huge then
-        return nil, where .. ".fail_timeout: must be a number of seconds 0..86400, got " .. show(ft)
+    elseif type(ft) ~= "number" or ft ~= ft or ft < ft_lo or ft > ft_hi or ft == huge then
+        return nil, format("%s.fail_timeout: must be a number of seconds %d..%d, got %s", where, ft_lo, ft_hi,
+            show(ft))
     else
         out.fail_timeout = ft
     end

@@ -9,11 +9,12 @@ import signal
 import threading
 
 from syncer.devconsul.acl import TOKENS_FILE_ENV, read_tokens_file
+from syncer.devconsul.dns_answer import DnsConfig
 from syncer.devconsul.server import DevConsul
 
 DESCRIPTION = (
     "Run dev-consul, an in-memory DEVELOPMENT STAND-IN for a Consul agent's HTTP API. "
-    "It is NOT Consul and must not replace one: no Raft, no gossip, no DNS, no persistence, "
+    "It is NOT Consul and must not replace one: no Raft, no gossip, no persistence, "
     "one node. It exists for syncer's demo, tests and benchmark."
 )
 
@@ -25,6 +26,20 @@ def _listen(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _dns_listen(value: str) -> tuple[str, int] | None:
+    return None if value == "" else _listen(value)
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {value!r}") from None
+    if not 0 <= seconds < 2**31:
+        raise argparse.ArgumentTypeError(f"a TTL must be 0 or more seconds, got {value!r}")
+    return seconds
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = DESCRIPTION
     parser.add_argument(
@@ -33,6 +48,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=("127.0.0.1", 8500),
         metavar="HOST:PORT",
         help="address to serve the HTTP API on (default: 127.0.0.1:8500)",
+    )
+    parser.add_argument(
+        "--dns-listen",
+        type=_dns_listen,
+        default=("127.0.0.1", 8600),
+        metavar="HOST:PORT",
+        help='address to serve Consul\'s DNS interface on, UDP and TCP (default: 127.0.0.1:8600; "" turns it off)',
+    )
+    parser.add_argument(
+        "--dns-service-ttl",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help='TTL of service answers, like dns_config { service_ttl { "*" = ... } } (default: 0)',
+    )
+    parser.add_argument(
+        "--dns-node-ttl",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="TTL of node answers, like dns_config.node_ttl (default: 0)",
     )
     parser.add_argument(
         "--acl-token-file",
@@ -79,6 +115,10 @@ def run(args: argparse.Namespace) -> int:
         max_conns_per_client=args.http_max_conns_per_client,
         node_name=args.node_name,
         datacenter=args.datacenter,
+        dns_listen=args.dns_listen,
+        dns_config=DnsConfig(
+            service_ttl={"*": args.dns_service_ttl} if args.dns_service_ttl else {}, node_ttl=args.dns_node_ttl
+        ),
     )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -86,10 +126,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         dev.start()
     except OSError as exc:
-        logging.getLogger("syncer.devconsul").error("cannot listen on %s:%d: %s", host, port, exc)
+        logging.getLogger("syncer.devconsul").error("cannot listen on %s:%d or its DNS address: %s", host, port, exc)
         return 1
     acl_note = f"ACLs on ({len(tokens)} management token(s), default deny)" if tokens else "ACLs off"
-    print(f"dev-consul (a development stand-in, not Consul) serving {dev.url}; {acl_note}", flush=True)
+    dns_note = f"DNS on {dev.dns.address} (udp, tcp)" if dev.dns is not None else "DNS off"
+    print(f"dev-consul (a development stand-in, not Consul) serving {dev.url}; {dns_note}; {acl_note}", flush=True)
     try:
         stop.wait()
     finally:

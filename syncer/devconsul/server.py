@@ -24,6 +24,8 @@ from syncer.devconsul.acl import ACL
 from syncer.devconsul.agent import LocalAgent
 from syncer.devconsul.api import Api
 from syncer.devconsul.blocking import DEFAULT_WAIT, MAX_WAIT
+from syncer.devconsul.dns import DnsServer
+from syncer.devconsul.dns_answer import Answerer, DnsConfig
 from syncer.devconsul.faults import FaultSet
 from syncer.devconsul.http import CONNLIMIT_RESPONSE, DevConsulHandler
 from syncer.devconsul.state import Store
@@ -86,7 +88,11 @@ class DevConsul:
         check_update_interval: float = 300.0,
         register_consul_service: bool = True,
         seed: int | None = None,
+        dns_listen: tuple[str, int] | None = None,
+        dns_config: DnsConfig | None = None,
     ) -> None:
+        """``dns_listen``: serve Consul's DNS interface there too (UDP and TCP; port 0 picks
+        a free one); None, the default for in-process use, serves no DNS."""
         self.host = host
         self._requested_port = port
         self.max_conns_per_client = max_conns_per_client
@@ -119,6 +125,17 @@ class DevConsul:
         self._rejected = 0
         self._listener: _Listener | None = None
         self._thread: threading.Thread | None = None
+        self.dns: DnsServer | None = None
+        if dns_listen is not None:
+            acl = self.api.acl
+            answerer = Answerer(
+                self.store,
+                dns_config or DnsConfig(),
+                datacenter,
+                acl_denies=lambda: acl.enabled,
+                rng=random.Random(seed),
+            )
+            self.dns = DnsServer(answerer, *dns_listen)
 
     # Lifecycle ---------------------------------------------------------------------------------
     def start(self) -> DevConsul:
@@ -130,6 +147,12 @@ class DevConsul:
             target=self._listener.serve_forever, kwargs={"poll_interval": 0.05}, name="devconsul-http", daemon=True
         )
         self._thread.start()
+        if self.dns is not None:
+            try:
+                self.dns.start()
+            except OSError:
+                self.stop()
+                raise
         log.info("dev-consul listening on %s", self.url)
         return self
 
@@ -137,6 +160,8 @@ class DevConsul:
         listener, self._listener = self._listener, None
         if listener is None:
             return
+        if self.dns is not None:
+            self.dns.stop()
         listener.shutdown()
         self.store.close()
         self.agent.stop()

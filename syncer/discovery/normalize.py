@@ -1,8 +1,11 @@
 """Consul health answers → validated ``Server`` values, and the reasons for every refusal.
 
-Nothing here trusts Consul: a field of the wrong type, an address or tag that could be
-nginx syntax, a port out of range each reject that one instance (the rest of the
-service is kept). The caller logs each ``Rejection``.
+Nothing here trusts Consul, but only what reaches nginx is held to nginx's rules: the
+address, the port, the weight and the documented ``nginx_*`` Meta keys. One of those
+that is invalid or could be nginx syntax rejects that one instance (the rest of the
+service is kept); the caller logs each ``Rejection``. Other tags and Meta ride along as
+plain data, whatever they hold (Traefik rules, URLs, JSON, empty strings, any script):
+a template that prints one is checked where it prints it (``syncer.sinks.render``).
 """
 
 from __future__ import annotations
@@ -39,6 +42,33 @@ class Rejection:
 
     def __str__(self) -> str:
         return f"{self.service}/{self.instance}: {self.field} {self.value!r} {self.reason}"
+
+    @property
+    def key(self) -> tuple[str, str, str, str, str]:
+        """Hashable identity (``value`` may be any JSON), for "already logged" memories."""
+        return (self.service, self.instance, self.field, repr(self.value)[:200], self.reason)
+
+
+class RejectionMemo:
+    """Remembers which rejections were already reported, per service.
+
+    A rejected instance stays rejected across many answers (every change to its
+    neighbours brings it back): it is worth one log line when it appears, not one per
+    answer. ``fresh`` returns the rejections not seen in the previous call for that
+    service; one that went away and comes back is fresh again.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[str, set[tuple[str, str, str, str, str]]] = {}
+
+    def fresh(self, service: str, rejections: Sequence[Rejection]) -> tuple[Rejection, ...]:
+        before = self._seen.get(service, set())
+        now = {r.key for r in rejections}
+        self._seen[service] = now
+        return tuple(r for r in rejections if r.key not in before)
+
+    def forget(self, service: str) -> None:
+        self._seen.pop(service, None)
 
 
 @dataclass(frozen=True)
@@ -135,7 +165,7 @@ def _server(service: str, entry: object, rules: Rules) -> Server | None:
     name = svc.get("Service")
     if name != service:
         raise validate.Invalid("Service.Service", name, f"does not match the watched service {service!r}")
-    instance_id = validate.safe_token("Service.ID", svc.get("ID") or name)
+    instance_id = _text("Service.ID", svc.get("ID") or name)
     raw_address = svc.get("Address") or node.get("Address")
     address = validate.address(raw_address, allow_hostname=rules.allow_hostnames)
     port = validate.port(svc.get("Port"))
@@ -148,17 +178,14 @@ def _server(service: str, entry: object, rules: Rules) -> Server | None:
         return None  # Consul's way of saying "no traffic while warning"
     weight = validate.weight(raw_weight, f"Service.Weights.{weight_key}")
 
+    # Tags and Meta ride along as data: nginx never sees them unless a template prints
+    # one, and the renderer checks what is printed. Only their JSON shape is checked.
     tags = svc.get("Tags") or []
     if not isinstance(tags, list):
         raise validate.Invalid("Service.Tags", tags, "must be a list")
-    safe_tags = tuple(validate.safe_token("Service.Tags[]", tag) for tag in tags)
+    data_tags = tuple(_text("Service.Tags[]", tag) for tag in tags)
     meta = _mapping("Service.Meta", svc.get("Meta") or {})
-    safe_meta = tuple(
-        sorted(
-            (validate.safe_token("Service.Meta key", key), validate.safe_token(f"Service.Meta.{key}", value))
-            for key, value in meta.items()
-        )
-    )
+    data_meta = tuple(sorted((key, _text(f"Service.Meta.{key}", value)) for key, value in meta.items()))
     max_fails = _optional(meta, META_MAX_FAILS, lambda v: validate.bounded_int(_k(META_MAX_FAILS), v, 0, 1000))
     fail_timeout = _optional(meta, META_FAIL_TIMEOUT, lambda v: validate.duration_seconds(_k(META_FAIL_TIMEOUT), v))
     max_conns = _optional(meta, META_MAX_CONNS, lambda v: validate.bounded_int(_k(META_MAX_CONNS), v, 0, 1_000_000))
@@ -174,8 +201,8 @@ def _server(service: str, entry: object, rules: Rules) -> Server | None:
         backup=backup,
         down=down,
         instance_id=instance_id,
-        tags=safe_tags,
-        meta=safe_meta,
+        tags=data_tags,
+        meta=data_meta,
         # Only read by service-resolver subset filters (never rendered): keep string pairs.
         node=str(node.get("Node") or ""),
         node_meta=_string_pairs(node.get("Meta")),
@@ -187,6 +214,13 @@ def _string_pairs(value: object) -> tuple[tuple[str, str], ...]:
     if not isinstance(value, dict):
         return ()
     return tuple(sorted((k, v) for k, v in value.items() if isinstance(k, str) and isinstance(v, str)))
+
+
+def _text(what: str, value: object) -> str:
+    """A string, as Consul always sends for IDs, tags and Meta values; any content."""
+    if not isinstance(value, str):
+        raise validate.Invalid(what, value, "must be a string")
+    return value
 
 
 def _k(key: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import zlib
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -81,6 +82,42 @@ class _UnixAdapter(HTTPAdapter):
         super().close()
 
 
+@dataclass(frozen=True)
+class Summary:
+    """``GET /summary``: what the reconcile probe compares, in a constant-size answer."""
+
+    generation: str
+    upstreams: int  # how many the endpoint holds
+    digest: int  # XOR of crc32("<name> <version>") over them (see ``digest``)
+    dict_name: str = ""
+    dict_capacity: int = 0  # lua_shared_dict size, bytes
+    dict_free: int = 0  # bytes in free pages
+    max_body: int | None = None
+    max_batch: int | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One upstream's result inside a batch answer."""
+
+    status: int
+    version: int | None = None
+    error: str = ""
+
+
+def digest(versions: dict[str, int]) -> int:
+    """The endpoint's digest of ``{name: version}`` (same formula as lua/syncer/state.lua)."""
+    value = 0
+    for name, version in versions.items():
+        value ^= zlib.crc32(f"{name} {version}".encode())
+    return value
+
+
+def _int(body: dict[str, Any], key: str) -> int | None:
+    value = body.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def _acked(name: str, body: Any) -> Acked:
     if not isinstance(body, dict):
         raise AdminError(f"upstream {name!r}: answer is not an object")
@@ -152,6 +189,63 @@ class AdminClient:
         body = self._json(response, f"PUT {path}")
         generation = body.get("generation") if isinstance(body, dict) else None
         return (generation if isinstance(generation, str) else None), _acked(name, body)
+
+    def summary(self) -> Summary:
+        """The O(1) summary: generation, count and digest of versions, dict and limits."""
+        response = self._request("GET", "/summary")
+        if response.status_code != 200:
+            raise self._error(response, "GET /summary")
+        body = self._json(response, "GET /summary")
+        if not isinstance(body, dict):
+            raise AdminError("GET /summary: answer is not an object")
+        generation, count, value = body.get("generation"), _int(body, "upstreams"), _int(body, "digest")
+        if not isinstance(generation, str) or count is None or value is None:
+            raise AdminError("GET /summary: answer lacks generation, upstreams or digest")
+        shm: dict[str, Any] = body["dict"] if isinstance(body.get("dict"), dict) else {}
+        limits: dict[str, Any] = body["limits"] if isinstance(body.get("limits"), dict) else {}
+        return Summary(
+            generation,
+            count,
+            value,
+            str(shm.get("name", "")),
+            _int(shm, "capacity") or 0,
+            _int(shm, "free") or 0,
+            _int(limits, "max_body"),
+            _int(limits, "max_batch"),
+        )
+
+    def get(self, name: str) -> Acked | None:
+        path = f"/upstreams/{quote(name, safe='')}"
+        response = self._request("GET", path)
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise self._error(response, f"GET {path}")
+        return _acked(name, self._json(response, f"GET {path}"))
+
+    def batch(self, entries: dict[str, dict[str, Any]]) -> tuple[str | None, dict[str, Outcome]]:
+        """``PATCH /upstreams``: many upstreams, one request; a result for each of them.
+
+        ``entries``: name -> PUT body, plus ``"if_match": <version>`` where one is known.
+        """
+        body = json.dumps({"upstreams": entries}, separators=(",", ":"))
+        response = self._request("PATCH", "/upstreams", data=body)
+        if response.status_code != 200:
+            raise self._error(response, f"PATCH /upstreams ({len(entries)} upstreams)")
+        answer = self._json(response, "PATCH /upstreams")
+        results = answer.get("results") if isinstance(answer, dict) else None
+        if not isinstance(results, dict):
+            raise AdminError("PATCH /upstreams: answer lacks results")
+        outcomes: dict[str, Outcome] = {}
+        for name in entries:
+            item = results.get(name)
+            if not isinstance(item, dict) or _int(item, "status") is None:
+                outcomes[name] = Outcome(500, error="no result for this upstream in the answer")
+                continue
+            error = item.get("error")
+            outcomes[name] = Outcome(item["status"], _int(item, "version"), error if isinstance(error, str) else "")
+        generation = answer.get("generation")
+        return (generation if isinstance(generation, str) else None), outcomes
 
     def close(self) -> None:
         self._session.close()

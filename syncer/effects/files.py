@@ -115,3 +115,17 @@ class LatestWriter:
             self._closed = True
             self._cond.notify_all()
         self._thread.join(timeout)
+
+
+def private_file_problem(path: Path) -> str | None:
+    """Why a secret's file is not private to its owner, or None when it is (or is missing:
+    reading it reports that). nginx's side of the admin token refuses the same modes."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"cannot check its permissions: {exc.strerror or exc}"
+    if mode & 0o066:
+        return f"readable or writable by group or others (mode {mode:04o}); chmod 600 it"
+    return None

@@ -20,7 +20,7 @@ class UpstreamChange:
     def summary(self) -> dict[str, object]:
         """For a log line: endpoints, not objects."""
         return {
-            "upstream": self.name,
+            "service": self.name,  # one key for a service in every log line (a pool: service.subset)
             "added": [s.endpoint for s in self.added],
             "removed": [s.endpoint for s in self.removed],
             "changed": [after.endpoint for _, after in self.changed],

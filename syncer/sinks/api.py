@@ -2,24 +2,38 @@
 
 The sink remembers what the endpoint acknowledged (per upstream: version and servers)
 and the endpoint's generation. It re-reads everything (``GET /upstreams``) at start, when
-the generation changes (nginx restarted), after a version conflict or a surprise, and
-when the agent's anti-entropy timer asks. Each PUT carries ``If-Match`` with the version
-we last saw, so a concurrent writer is noticed, never overwritten blindly. After every
-successful push the acknowledged state is written to the snapshot file nginx loads on
-a cold start.
+the generation changes (nginx restarted), after a surprise, and when the agent's
+anti-entropy timer asks; the agent's frequent probe reads only the O(1) ``GET /summary``.
+Many changed upstreams go out in a few ``PATCH /upstreams`` batches (within the
+endpoint's max_batch and max_body), one changed upstream as a ``PUT``. Each write carries
+the version we last saw (``If-Match``), so a concurrent writer is noticed, never
+overwritten blindly. Failures are per upstream: one refused upstream (400 past the
+server limit, 500 with the shared dict full) is logged and reported in the result while
+every other upstream is pushed. After every successful push the acknowledged state is
+written to the snapshot file nginx loads on a cold start.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
-from syncer.config import ApiSettings
+from syncer import limits
+from syncer.config import ApiSettings, ConfigError
 from syncer.effects import files
-from syncer.effects.admin_http import Acked, AdminClient, AdminError, AdminUnavailable, VersionConflict
+from syncer.effects.admin_http import (
+    Acked,
+    AdminClient,
+    AdminError,
+    AdminUnavailable,
+    Outcome,
+    VersionConflict,
+    digest,
+)
 from syncer.model import Desired, Server, Upstream
 from syncer.planning.diff import UpstreamChange, diff_upstream
 from syncer.retry import backoff
@@ -29,7 +43,7 @@ from syncer.sinks.base import ApplyResult
 log = structlog.get_logger("syncer.api")
 
 # What the endpoint assumes for a field we leave unset (nginx's own defaults).
-DEFAULTS = {"max_fails": 1, "fail_timeout": 10, "max_conns": 0}
+DEFAULTS = limits.load().defaults
 
 
 def to_payload(server: Server) -> dict[str, Any]:
@@ -68,15 +82,35 @@ def acked_upstream(name: str, acked: Acked) -> Upstream:
     return Upstream(name, tuple(sorted(from_payload(s) for s in acked.servers)))
 
 
+@dataclass
+class _Round:
+    """What one apply did so far: per-upstream outcomes, for the result and the metrics."""
+
+    pushed: list[UpstreamChange] = field(default_factory=list)
+    failed: dict[str, tuple[int | None, str]] = field(default_factory=dict)  # name -> (status, why)
+    steps: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _entry_size(name: str, entry: dict[str, Any]) -> int:
+    return len(name) + len(json.dumps(entry, separators=(",", ":"))) + 8
+
+
 class ApiSink:
     mode = "api"
 
     def __init__(self, settings: ApiSettings, client: AdminClient | None = None) -> None:
         self.settings = settings
+        if settings.token_file is not None:
+            problem = files.private_file_problem(settings.token_file)
+            if problem:
+                raise ConfigError("api.token_file", str(settings.token_file), problem)
         self._client = client or AdminClient(settings.endpoint, settings.token or "", settings.timeout)
         self._generation: str | None = None
         self._acked: dict[str, Acked] | None = None
         self._routes = RoutesPusher(self._client)  # routing tables (docs/routing.md)
+        self._limits = limits.load()
+        self._max_body = self._limits.max_body_default
+        self._max_batch = self._limits.max_batch
         # The snapshot is written off the apply path: a slow fsync must not delay the
         # next push (measured in bench/: up to 450 ms on a busy disk).
         self._snapshot = (
@@ -94,6 +128,9 @@ class ApiSink:
         )
 
     def _refresh(self) -> None:
+        summary = self._retrying()(self._client.summary)
+        self._max_body = summary.max_body or self._max_body
+        self._max_batch = summary.max_batch or self._max_batch
         generation, acked = self._retrying()(self._client.list)
         if self._generation is not None and generation != self._generation:
             log.warning("nginx restarted (new generation); re-pushing everything", generation=generation)
@@ -101,16 +138,22 @@ class ApiSink:
         self._routes.forget()
 
     def needs_reconcile(self) -> bool:
-        """A cheap probe the agent runs on a timer: did nginx restart since we last looked?"""
+        """A cheap probe the agent runs on a timer: has nginx's state moved without us?
+
+        One constant-size answer (``GET /summary``): the generation (a restart), and the
+        number and digest of upstream versions compared with what we acknowledged (a
+        write by someone else).
+        """
         try:
-            generation, acked = self._client.list()
+            summary = self._client.summary()
         except AdminError:
             return False  # the next apply reports the failure; the probe stays quiet
-        if generation != self._generation:
+        if summary.generation != self._generation:
             return True
-        if self._acked is not None and {n: a.version for n, a in acked.items()} != {
-            n: a.version for n, a in self._acked.items()
-        }:
+        if self._acked is not None and (
+            summary.upstreams != len(self._acked)
+            or summary.digest != digest({n: a.version for n, a in self._acked.items()})
+        ):
             log.warning("endpoint state changed outside syncer; reconciling")
             return True
         return False
@@ -126,47 +169,152 @@ class ApiSink:
                 plan.append((upstream, change))
         return plan
 
-    def _push(self, upstream: Upstream) -> None:
-        assert self._acked is not None
-        have = self._acked.get(upstream.name)
+    @staticmethod
+    def _payload(upstream: Upstream) -> dict[str, Any]:
         payload: dict[str, Any] = {"servers": [to_payload(s) for s in upstream.servers]}
         if upstream.empty:
             payload["allow_empty"] = True  # Consul confirmed: no healthy instance (answers 502)
-        generation, acked = self._retrying()(self._client.put, upstream.name, payload, have.version if have else None)
+        return payload
+
+    def _chunks(self, entries: dict[str, dict[str, Any]]) -> list[dict[str, dict[str, Any]]]:
+        """Batches within the endpoint's max_batch and max_body (with room for the envelope)."""
+        budget = self._max_body - 64
+        chunks: list[dict[str, dict[str, Any]]] = []
+        current: dict[str, dict[str, Any]] = {}
+        size = 0
+        for name, entry in entries.items():
+            cost = _entry_size(name, entry)
+            if current and (size + cost > budget or len(current) >= self._max_batch):
+                chunks.append(current)
+                current, size = {}, 0
+            current[name] = entry
+            size += cost
+        if current:
+            chunks.append(current)
+        return chunks
+
+    def _send(self, entries: dict[str, dict[str, Any]]) -> dict[str, Outcome]:
+        """Push ``entries``; one upstream at a time when there is one (PUT), else batches."""
+        outcomes: dict[str, Outcome] = {}
+        if len(entries) == 1:
+            ((name, entry),) = entries.items()
+            if_match = entry.pop("if_match", None)
+            try:
+                generation, acked = self._retrying()(self._client.put, name, entry, if_match)
+            except VersionConflict as exc:
+                return {name: Outcome(409, exc.version, str(exc))}
+            except AdminError as exc:
+                if exc.status is None:  # no answer at all: not this upstream's fault
+                    raise
+                return {name: Outcome(exc.status, error=str(exc))}
+            self._check_generation(generation)
+            return {name: Outcome(200, acked.version)}
+        for chunk in self._chunks(entries):
+            generation, results = self._retrying()(self._client.batch, chunk)
+            self._check_generation(generation)
+            outcomes.update(results)
+        return outcomes
+
+    def _check_generation(self, generation: str | None) -> None:
         if generation is not None and self._generation is not None and generation != self._generation:
             # nginx restarted between our read and this write: everything else is stale.
             self._generation = generation
             raise AdminUnavailable("nginx restarted during the push")
-        self._acked[upstream.name] = acked
+
+    def _push_all(self, plan: list[tuple[Upstream, UpstreamChange]], done: _Round) -> None:
+        """Push every planned upstream; failures stay per upstream. A version conflict is
+        re-read and tried once more; anything else is reported (the agent retries)."""
+        assert self._acked is not None
+        todo = {upstream.name: (upstream, change) for upstream, change in plan}
+        for attempt in (1, 2):
+            entries: dict[str, dict[str, Any]] = {}
+            for name, (upstream, _) in todo.items():
+                entry = self._payload(upstream)
+                have = self._acked.get(name)
+                if have is not None:
+                    entry["if_match"] = have.version
+                entries[name] = entry
+            sent = {name: list(entry["servers"]) for name, entry in entries.items()}
+            outcomes = self._send(entries)
+            conflicts: dict[str, tuple[Upstream, UpstreamChange]] = {}
+            for name, (upstream, change) in todo.items():
+                outcome = outcomes.get(name, Outcome(500, error="no answer for this upstream"))
+                if outcome.status == 200 and outcome.version is not None:
+                    self._acked[name] = Acked(outcome.version, tuple(sent[name]))
+                    done.pushed.append(change)
+                    done.steps.append(("push", "ok"))
+                    done.failed.pop(name, None)
+                elif outcome.status == 409 and attempt == 1:
+                    done.steps.append(("push", "conflict"))
+                    current = self._client.get(name)  # someone else wrote: re-read, then once more
+                    if current is None:
+                        self._acked.pop(name, None)
+                    else:
+                        self._acked[name] = current
+                    conflicts[name] = (upstream, change)
+                else:
+                    done.failed[name] = (outcome.status, outcome.error or f"status {outcome.status}")
+            if not conflicts:
+                return
+            todo = conflicts
 
     def apply(self, desired: Desired, *, reconcile: bool = False) -> ApplyResult:
-        steps: list[tuple[str, str]] = []
+        done = _Round()
+        routed = 0  # routing tables written (docs/routing.md)
         try:
             if self._acked is None or reconcile:
                 self._refresh()
             plan = self._plan(desired)
-            for upstream, _change in plan:
-                try:
-                    self._push(upstream)
-                except (VersionConflict, AdminUnavailable) as exc:
-                    # Someone else wrote, or nginx restarted: re-read and try once more.
-                    steps.append(("push", "conflict" if isinstance(exc, VersionConflict) else "retried"))
-                    self._refresh()
-                    self._push(upstream)
-                steps.append(("push", "ok"))
-            if self._routes.sync(desired.routing):  # after the pools they point at
-                steps.append(("routes", "ok"))
+            try:
+                self._push_all(plan, done)
+            except AdminUnavailable:
+                # No answer, or nginx restarted mid-push: re-read everything and go again once.
+                done.steps.append(("push", "retried"))
+                self._refresh()
+                plan = self._plan(desired)
+                self._push_all(plan, done)
+            routed = self._routes.sync(desired.routing)  # after the pools they point at
+            if routed:
+                done.steps.append(("routes", "ok"))
         except AdminError as exc:
-            changes = tuple(change for _, change in self._plan_or_empty(desired))
             self._acked = None  # we no longer know what nginx holds: re-read next time
             rejected = exc.status is not None and 400 <= exc.status < 500 and exc.status != 409
-            steps.append(("push", "rejected" if rejected else "failed"))
-            return ApplyResult("rejected" if rejected else "failed", changes, str(exc), tuple(steps))
-        changes = tuple(change for _, change in plan)
-        if plan or ("routes", "ok") in steps:
+            done.steps.append(("push", "rejected" if rejected else "failed"))
+            if done.pushed:
+                self._write_snapshot()
+            return ApplyResult("rejected" if rejected else "failed", tuple(done.pushed), str(exc), tuple(done.steps))
+        if done.pushed:
             self._write_snapshot()
-            return ApplyResult("pushed", changes, steps=tuple(steps))
+        if done.failed:
+            return self._partial(done, len(plan))
+        if done.pushed or routed:
+            return ApplyResult("pushed", tuple(done.pushed), steps=tuple(done.steps))
         return ApplyResult("unchanged")
+
+    def _partial(self, done: _Round, planned: int) -> ApplyResult:
+        """Some upstreams were refused: the others went through. Each refusal is logged
+        with its reason; a 4xx (the payload itself) waits for a new change, anything else
+        (dict full, endpoint trouble) is worth a retry."""
+        failures = []
+        retryable = False
+        for name, (status, why) in sorted(done.failed.items()):
+            refused = status is not None and 400 <= status < 500
+            retryable = retryable or not refused
+            done.steps.append(("push", "refused" if refused else "failed"))
+            log.error("upstream not pushed; nginx keeps its previous servers", service=name, status=status, error=why)
+            failures.append((name, why))
+        detail = f"{len(failures)} of {planned} upstream(s) not pushed: " + "; ".join(
+            f"{name}: {why}" for name, why in failures[:5]
+        )
+        if len(failures) > 5:
+            detail += f"; and {len(failures) - 5} more"
+        return ApplyResult(
+            "failed" if retryable else "rejected",
+            tuple(done.pushed),
+            detail,
+            tuple(done.steps),
+            failed_upstreams=tuple(failures),
+        )
 
     def _plan_or_empty(self, desired: Desired) -> list[tuple[Upstream, UpstreamChange]]:
         return self._plan(desired) if self._acked is not None else []

@@ -19,6 +19,9 @@ class ApplyResult:
     changes: tuple[UpstreamChange, ...] = ()
     detail: str = ""
     steps: tuple[Step, ...] = ()
+    # Upstreams this apply could not push, with the reason, while the others went through
+    # (api mode: the endpoint refused or could not store them): (name, reason).
+    failed_upstreams: tuple[tuple[str, str], ...] = ()
 
     @property
     def ok(self) -> bool:

@@ -53,12 +53,15 @@ def _no_check(settings: Settings) -> Settings:
 def _api_check(settings: Settings) -> Settings:
     from dataclasses import replace  # noqa: PLC0415
 
+    from syncer import logs  # noqa: PLC0415
     from syncer.config import ConfigError, read_secret  # noqa: PLC0415
 
     api = settings.api
     if api.token_file is None:
         raise ConfigError("api.token_file", None, "api mode needs the admin token's file")
-    return replace(settings, api=replace(api, token=read_secret("api.token_file", api.token_file)))
+    token = read_secret("api.token_file", api.token_file)
+    logs.register_secret(token)  # redacted from every log line from now on
+    return replace(settings, api=replace(api, token=token))
 
 
 DIALECTS: dict[str, Dialect] = {

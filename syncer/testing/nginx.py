@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +49,15 @@ def _read_proc(pid: int) -> Proc | None:
         if line.startswith("VmRSS:"):
             rss = int(line.split()[1])
     return Proc(pid=pid, ppid=int(fields[1]), title=title, rss_kib=rss)
+
+
+def process_alive(pid: int) -> bool:
+    """Still a process (not yet reaped zombies of ours count as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
 
 
 def children(ppid: int) -> list[Proc]:
@@ -145,20 +153,25 @@ class NginxProcess:
             self._proc.wait(timeout=timeout)
 
     def kill(self) -> None:
-        """Stop abruptly (SIGKILL to the master and its workers), like a crash."""
+        """Stop abruptly (SIGKILL to the master, then to its workers), like a crash.
+
+        The master goes first: a master that outlives its workers' SIGKILL respawns them,
+        and the new ones, unknown to us, would be orphaned still holding the ports and the
+        shared memory. Workers orphaned by the master's death are killed by their pid.
+        """
         if self._proc is None or self._proc.poll() is not None:
             return
-        for proc in children(self.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
+        workers = [p.pid for p in children(self.pid)]
         self._proc.kill()
         self._proc.wait(timeout=10)
-        # Workers orphaned by the master's death are reparented; wait for them to go.
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and any(
-            _read_proc(p.pid) for p in children(1) if "nginx" in p.title and str(self.prefix) in p.title
-        ):
-            time.sleep(0.05)
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        wait_until(
+            lambda: not any(process_alive(pid) for pid in workers),
+            timeout=5,
+            message="killed nginx workers gone",
+        )
 
     def error_log(self) -> str:
         path = self.prefix / "logs" / "error.log"

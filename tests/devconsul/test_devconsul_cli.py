@@ -38,7 +38,17 @@ def test_process_serves_and_stops_on_sigterm(tmp_path: object) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "DEV_CONSUL_ACL_TOKENS_FILE"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "syncer.devconsul", "--listen", f"127.0.0.1:{port}", "--log-level", "WARNING"],
+        [
+            sys.executable,
+            "-m",
+            "syncer.devconsul",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--dns-listen",
+            "",
+            "--log-level",
+            "WARNING",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,

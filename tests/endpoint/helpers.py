@@ -48,6 +48,7 @@ class ApiNginx:
         self.prefix.mkdir(parents=True, exist_ok=True)
         if self.token is not None:
             self.token_file.write_text(self.token + "\n")
+            self.token_file.chmod(0o600)
         self.options = ExampleOptions(
             listen=f"127.0.0.1:{self.port}",
             admin_listen=f"127.0.0.1:{self.admin_port}",

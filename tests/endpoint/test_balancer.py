@@ -22,7 +22,7 @@ pytestmark = NEEDS_NGINX
 
 SERVICES = (
     "web", "follow", "weights", "downs", "backups", "health", "nolive",
-    "ghost", "hashed", "killed", "emptied", "deleted",
+    "ghost", "hashed", "killed", "emptied", "deleted", "rering",
 )  # fmt: skip
 
 
@@ -148,7 +148,8 @@ def test_passive_health_marks_a_dead_server_and_retries(api: ApiNginx, farm: Bac
 
 
 def test_final_attempt_failure_is_counted(api: ApiNginx, farm: BackendFarm) -> None:
-    """With no retry left, the failed final attempt still counts (log phase)."""
+    """With no retry left, the failed final attempt still counts (through the error_page
+    location, without any log phase)."""
     dead_port = closed_port()
     # a single live alternative is down, so each request has exactly one attempt
     api.put_ok(
@@ -279,8 +280,9 @@ def test_all_unhealthy_clears_marks_like_nginx(api: ApiNginx) -> None:
 
 
 def test_max_conns_limits_in_flight_requests(fresh_api: ApiNginx, farm: BackendFarm) -> None:
-    """A server at max_conns gets no new request until one in flight ends."""
-    fresh_api.with_options(worker_processes=1)
+    """A server at max_conns gets no new request until one in flight ends (needs the
+    log phase, which releases the slots)."""
+    fresh_api.with_options(worker_processes=1, log_phase=True)
     fresh_api.start()
     with socket.socket() as hanging:
         # accepts connections (kernel backlog) but never answers: requests stay in flight
@@ -305,3 +307,27 @@ def _connected(port: int) -> bool:
     target = f"0100007F:{port:04X}"
     with open("/proc/net/tcp") as table:
         return any(line.split()[2] == target and line.split()[3] == "01" for line in list(table)[1:])
+
+
+def test_a_removed_server_loses_only_its_keys_from_the_very_next_request(api: ApiNginx, farm: BackendFarm) -> None:
+    """After a change the ring is rebuilt by a timer, off the request path; the requests
+    before it uses the previous ring mapped onto the new set: a removed server gets
+    nothing from the very first request, keys of the others stay put."""
+    names = ["b1", "b2", "b3", "b4"]
+    api.put_ok("rering", [backend(farm, n) for n in names], hash_on="arg_key")
+    session = requests.Session()  # one keep-alive connection: one worker, the same one throughout
+
+    def placement() -> dict[str, str]:
+        return {
+            f"k{i}": session.get(
+                f"http://127.0.0.1:{api.port}/?key=k{i}", headers={"Host": "rering"}, timeout=5
+            ).text.strip()
+            for i in range(200)
+        }
+
+    before = placement()
+    api.put_ok("rering", [backend(farm, n) for n in ["b1", "b3", "b4"]], hash_on="arg_key")
+    after = placement()
+    assert "b2" not in after.values()
+    assert all(after[key] == server for key, server in before.items() if server != "b2")
+    assert placement() == after  # the rebuilt ring places every key the same way

@@ -74,6 +74,7 @@ def test_api_mode_config_starts_and_proxies(tmp_path: Path, farm: BackendFarm, l
     prefix = tmp_path / "api"
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN)
+    token_file.chmod(0o600)
     port, admin = free_port(), free_port()
     conf = render_example(
         "api",
@@ -125,6 +126,7 @@ def test_api_mode_admin_on_a_unix_socket(tmp_path: Path) -> None:
     """The admin API can listen on a unix socket instead of a loopback port."""
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN)
+    token_file.chmod(0o600)
     sock = tmp_path / "admin.sock"
     port = free_port()
     conf = render_example(

@@ -64,3 +64,38 @@ def test_endpoint_failures_are_retried_until_it_recovers(
     (retried,) = wait_event(agent, "sync", reason="retry")[:1]
     # slow: the timed-out write may have landed after all; the retry then finds nothing to do
     assert retried["action"] == "pushed" or mode == "slow"
+
+
+@pytest.mark.slow
+def test_a_full_shared_dict_is_named_logged_and_retried(
+    stack: Stack, dev_consul: DevConsul, consul: ConsulWriter, backends: BackendFarm, start_agent: StartAgent
+) -> None:
+    """The shared dict is full (a filler upstream someone else wrote): the push of "web"
+    is refused with 500 "no memory"; the agent logs that upstream with a reason naming
+    the dict and its size, reports the sync as failed, and retries with backoff; once
+    there is room again it is pushed by a retry alone, without any Consul change."""
+    stack.nginx.stop()
+    conf = stack.nginx.conf_path.read_text()
+    stack.nginx.conf_path.write_text(
+        conf.replace("lua_shared_dict syncer_upstreams 10m;", "lua_shared_dict syncer_upstreams 128k;")
+    )
+    stack.nginx.start(wait_port=stack.port)
+    fillers = []
+    for size in (119, 8, 1):  # big entries, then the smaller slab slots left over
+        servers = [{"address": "10.9.0.1", "port": p} for p in range(1, size + 1)]
+        for i in range(400):
+            name = f"filler{size}-{i}"
+            if stack.admin("PUT", f"/upstreams/{name}", json={"servers": servers}).status_code != 200:
+                break
+            fillers.append(name)
+    register(consul, backends, "b1")
+    agent = start_agent(stack.agent_args(dev_consul.address))
+    (refused,) = wait_event(agent, "upstream not pushed; nginx keeps its previous servers")[:1]
+    assert refused["service"] == "web"
+    assert 'lua_shared_dict "syncer_upstreams" is full (size 131072 bytes' in refused["error"]
+    failed = wait_event(agent, "sync failed; last good state stays in force")
+    assert "web" in failed[0]["detail"]
+
+    for name in fillers:
+        stack.admin("DELETE", f"/upstreams/{name}")
+    stack.wait_serving(backends, {"b1"}, message="pushed by a retry once the dict had room")

@@ -18,11 +18,27 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from syncer import limits
 from tests.property.strategies import PROPERTY, hostile_text, is_ip
 from tests.stack import NEEDS_LUA, Stack, make_stack
 
 pytestmark = NEEDS_LUA
 NAME = "prop"
+# Every bound comes from the contract both the Lua endpoint and syncer read.
+LIMITS = limits.load()
+
+
+def _int_range(r: limits.Range) -> tuple[int, int]:
+    return int(r.low), int(r.high)
+
+
+PORT, WEIGHT, MAX_FAILS, MAX_CONNS, FAIL_TIMEOUT = (
+    _int_range(LIMITS.port),
+    _int_range(LIMITS.weight),
+    _int_range(LIMITS.max_fails),
+    _int_range(LIMITS.max_conns),
+    _int_range(LIMITS.fail_timeout),
+)
 SEED = [{"address": "127.0.0.1", "port": 9}]
 
 
@@ -40,14 +56,16 @@ SERVER = st.fixed_dictionaries(
         "address": st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6))
         .filter(lambda a: not a.is_unspecified)
         .map(str),
-        "port": st.integers(1, 65535),
+        "port": st.integers(*PORT),
     },
     optional={
-        "weight": st.integers(1, 65535),
-        "max_fails": st.integers(0, 1000),
+        "weight": st.integers(*WEIGHT),
+        "max_fails": st.integers(*MAX_FAILS),
         # milliseconds: the endpoint's JSON encoder keeps 14 significant digits
-        "fail_timeout": st.one_of(st.integers(0, 86400), st.integers(0, 86_400_000).map(lambda ms: ms / 1000)),
-        "max_conns": st.integers(0, 1_000_000),
+        "fail_timeout": st.one_of(
+            st.integers(*FAIL_TIMEOUT), st.integers(FAIL_TIMEOUT[0], FAIL_TIMEOUT[1] * 1000).map(lambda ms: ms / 1000)
+        ),
+        "max_conns": st.integers(*MAX_CONNS),
         "backup": st.booleans(),
         "down": st.booleans(),
     },
@@ -67,13 +85,24 @@ BROKEN_FIELD: dict[str, st.SearchStrategy[Any]] = {
         st.integers(),
         st.none(),
     ),
-    "port": st.one_of(st.integers(max_value=0), st.integers(min_value=65536), _NOT_INT, st.booleans(), st.none()),
-    "weight": st.one_of(st.integers(max_value=0), st.integers(min_value=65536), _NOT_INT, st.booleans(), st.none()),
-    "max_fails": st.one_of(st.integers(max_value=-1), st.integers(min_value=1001), _NOT_INT, st.none()),
-    "fail_timeout": st.one_of(
-        st.floats(max_value=-0.001), st.floats(min_value=86400.5), st.text(max_size=4), st.none()
+    "port": st.one_of(
+        st.integers(max_value=PORT[0] - 1), st.integers(min_value=PORT[1] + 1), _NOT_INT, st.booleans(), st.none()
     ),
-    "max_conns": st.one_of(st.integers(max_value=-1), st.integers(min_value=1_000_001), _NOT_INT, st.none()),
+    "weight": st.one_of(
+        st.integers(max_value=WEIGHT[0] - 1), st.integers(min_value=WEIGHT[1] + 1), _NOT_INT, st.booleans(), st.none()
+    ),
+    "max_fails": st.one_of(
+        st.integers(max_value=MAX_FAILS[0] - 1), st.integers(min_value=MAX_FAILS[1] + 1), _NOT_INT, st.none()
+    ),
+    "fail_timeout": st.one_of(
+        st.floats(max_value=FAIL_TIMEOUT[0] - 0.001),
+        st.floats(min_value=FAIL_TIMEOUT[1] + 0.5),
+        st.text(max_size=4),
+        st.none(),
+    ),
+    "max_conns": st.one_of(
+        st.integers(max_value=MAX_CONNS[0] - 1), st.integers(min_value=MAX_CONNS[1] + 1), _NOT_INT, st.none()
+    ),
     "backup": _NON_BOOL,
     "down": _NON_BOOL,
 }
@@ -88,7 +117,7 @@ def bad_bodies(draw: st.DrawFn) -> bytes:
         st.sampled_from(
             [
                 "field", "missing", "unknown-field", "unknown-top", "not-object", "servers-type", "duplicate",
-                "empty", "allow-empty-type", "hash-on", "raw",
+                "empty", "too-many", "allow-empty-type", "hash-on", "raw",
             ]
         )
     )  # fmt: skip
@@ -110,10 +139,14 @@ def bad_bodies(draw: st.DrawFn) -> bytes:
         servers.append(dict(servers[i]))
     elif how == "empty":
         body["servers"] = []
+    elif how == "too-many":
+        body["servers"] = [{"address": "10.0.0.1", "port": 1 + n} for n in range(LIMITS.max_servers + 1)]
     elif how == "allow-empty-type":
         body["allow_empty"] = draw(st.one_of(st.sampled_from(["true", 1, 0]), st.none()))
     elif how == "hash-on":
-        body["hash_on"] = draw(st.one_of(st.sampled_from(["$host", "Host", "a b", "x;y", "a" * 65]), st.integers()))
+        body["hash_on"] = draw(
+            st.one_of(st.sampled_from(["$host", "Host", "a b", "x;y", "a" * (LIMITS.hash_on_max + 1)]), st.integers())
+        )
     else:
         text = json.dumps(body)
         return draw(
@@ -153,3 +186,18 @@ def test_every_valid_payload_is_stored_as_sent(endpoint: Stack, body: dict[str, 
     assert [(s["address"], s["port"]) for s in stored] == [(s["address"], s["port"]) for s in body["servers"]]
     for sent, kept in zip(body["servers"], stored, strict=True):
         assert {k: kept[k] for k in sent} == sent
+
+
+@PROPERTY
+@given(body=VALID)
+def test_syncer_and_the_endpoint_agree_on_every_valid_server(body: dict[str, Any]) -> None:
+    """A server the endpoint accepts passes syncer's own checks of the same fields (both
+    read the contract): nothing syncer sends is refused for a limit only one side knows."""
+    from syncer import validate  # noqa: PLC0415
+
+    for server in body["servers"]:
+        assert validate.port(server["port"]) == server["port"]
+        assert validate.weight(server.get("weight", 1)) == server.get("weight", 1)
+        assert server.get("max_fails", 0) in LIMITS.max_fails
+        assert server.get("max_conns", 0) in LIMITS.max_conns
+    assert LIMITS.valid_name(NAME)

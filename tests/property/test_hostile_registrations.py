@@ -1,7 +1,8 @@
 """The properties end to end: instances registered in the dev Consul with nginx syntax in
-their address, tags or meta, or with impossible ports, are rejected with a logged reason
-and counted; nothing of them reaches upstream.conf or the endpoint; the good instance is
-served."""
+a value that reaches nginx (address, nginx_* Meta) or with impossible ports are rejected
+with a logged reason and counted; nothing of them reaches upstream.conf or the endpoint;
+the good instance is served. (Tags and other Meta never reach nginx: they ride along, see
+test_realistic_data.py.)"""
 
 from __future__ import annotations
 
@@ -18,9 +19,6 @@ HOSTILE: list[tuple[str, dict[str, object], str]] = [
     ("inject-address", {"address": "127.0.0.1:1; } server { listen 1; include /etc/passwd"}, "address"),
     ("brace-address", {"address": "evil}"}, "address"),
     ("zone-address", {"address": "fe80::1%eth0"}, "address"),
-    ("tag", {"tags": ["ok", "a;b"]}, "Service.Tags[]"),
-    ("unicode-tag", {"tags": ["caf\u00e9"]}, "Service.Tags[]"),
-    ("meta", {"meta": {"k": "v} #"}}, "Service.Meta.k"),
     ("meta-param", {"meta": {"nginx_max_fails": "1 down"}}, "Service.Meta.nginx_max_fails"),
 ]
 
@@ -50,6 +48,6 @@ def test_hostile_instances_are_rejected_and_never_reach_nginx(
         held = "".join(line for line in stack.upstream_conf.read_text().splitlines() if not line.startswith("#"))
     else:
         held = stack.admin("GET", "/upstreams").text
-    for fragment in ("passwd", "listen", "evil", "eth0", "a;b", "caf", "v}", "1 down", str(backends.ports["b2"])):
+    for fragment in ("passwd", "listen", "evil", "eth0", "1 down", str(backends.ports["b2"])):
         assert fragment not in held
     assert not events(agent, "sync failed; last good state stays in force")

@@ -45,8 +45,11 @@ def selected(names: list[str]) -> tuple[tuple[str, ...], config.ConfigError | No
 
 
 def assert_safe(server: Server) -> None:
-    for value in (server.address, server.instance_id, *server.tags, *(x for kv in server.meta for x in kv)):
-        validate.safe_token("rendered value", value)
+    """What nginx receives is one plain token; tags, Meta and the ID ride along as any text
+    (the renderer checks them if a template prints them)."""
+    validate.safe_token("rendered value", server.address)
+    for value in (server.instance_id, *server.tags, *(x for kv in server.meta for x in kv)):
+        assert isinstance(value, str)
 
 
 @PROPERTY

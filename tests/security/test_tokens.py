@@ -4,7 +4,10 @@ command line, /metrics or /healthz."""
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,8 +18,9 @@ from syncer import cli
 from syncer.devconsul.server import DevConsul
 from syncer.testing.backends import BackendFarm
 from syncer.testing.consul import ConsulWriter
+from syncer.testing.wait import wait_until
 from tests.conftest import Agent, StartAgent
-from tests.stack import NEEDS_LUA, Stack, healthz, metrics_url, register, wait_event
+from tests.stack import NEEDS_LUA, Stack, events, healthz, metrics_url, register, wait_event, write_config
 
 TOKEN = "6f1d2a3b-0c4e-4f5a-8b9c-7d6e5f4a3b2c"  # test fixtures
 WRONG = "0a0b0c0d-dead-beef-0000-123456789abc"
@@ -110,3 +114,96 @@ def test_the_config_file_cannot_hold_a_token(section: str, tmp_path: Path, capsy
     assert status == 2
     assert f"invalid setting {section}.token = '<hidden>': secrets are not read from the config" in printed
     assert TOKEN not in printed
+
+
+# --- malformed tokens and redaction by value (issue 9, part 2) -------------------------
+
+MALFORMED_ENV = {
+    "trailing newline": f"{TOKEN}\n",  # $(cat file) keeps none, $'...\n' or a heredoc does
+    "leading space": f" {TOKEN}",
+    "non-latin-1": f"{TOKEN[:8]}€{TOKEN[9:]}",
+}
+
+
+def syncer_run(args: list[str], env: dict[str, str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CONSUL_")}
+    return subprocess.run(
+        [sys.executable, "-m", "syncer", "run", "--service", "web", "--metrics-listen", "", *args],
+        capture_output=True, text=True, timeout=timeout, check=False, env={**clean, **env},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED_ENV))
+def test_a_malformed_token_variable_exits_2_naming_the_source_never_the_value(name: str) -> None:
+    """Before: every query failed with an HTTP-library error quoting the header (logged and
+    put on /healthz), or the watch crashed every second. Now nothing starts."""
+    value = MALFORMED_ENV[name]
+    done = syncer_run([], {"CONSUL_HTTP_TOKEN": value})
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert "CONSUL_HTTP_TOKEN" in done.stderr
+    assert value.strip()[:12] not in done.stderr
+
+
+@pytest.mark.parametrize("source", ["CONSUL_HTTP_TOKEN_FILE", "--consul-token-file", "consul.token_file", "api"])
+def test_a_malformed_token_file_exits_2_naming_the_source_never_the_value(source: str, tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(f"{TOKEN[:18]} {TOKEN[19:]}\n")  # a space inside
+    token_file.chmod(0o600)
+    args: list[str] = []
+    env: dict[str, str] = {}
+    if source == "CONSUL_HTTP_TOKEN_FILE":
+        env[source] = str(token_file)
+    elif source == "--consul-token-file":
+        args += [source, str(token_file)]
+    elif source == "consul.token_file":
+        args += ["--config", str(write_config(tmp_path / "c.toml", {"consul": {"token_file": str(token_file)}}))]
+    else:
+        args += ["--mode", "api", "--api-token-file", str(token_file)]
+    done = syncer_run(args, env)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert ("api.token_file" if source == "api" else source) in done.stderr
+    assert str(token_file) in done.stderr
+    assert TOKEN[:18] not in done.stderr
+    assert TOKEN[19:] not in done.stderr
+
+
+def test_a_token_file_with_a_trailing_newline_is_used(
+    stack: Stack, acl_consul: DevConsul, backends: BackendFarm, start_agent: StartAgent
+) -> None:
+    """Consul trims a token file; so does syncer (the newline is how editors leave it)."""
+    token_file = stack.root / "consul.token"
+    token_file.write_text(f"{TOKEN}\r\n\n")
+    agent = start_agent(stack.agent_args(acl_consul.address), env={"CONSUL_HTTP_TOKEN_FILE": str(token_file)})
+    stack.wait_serving(backends, {"b1"})
+    assert_nowhere(agent, [TOKEN])
+
+
+def test_a_token_quoted_back_by_consul_is_redacted_everywhere(
+    stack: Stack, acl_consul: DevConsul, backends: BackendFarm, start_agent: StartAgent
+) -> None:
+    """A server (or a proxy in front of it) that quotes the token in an error answer or a
+    non-JSON page: the text goes to the log, /healthz's consul_error and the metrics,
+    always with the token cut out."""
+    health = "/v1/health/service/web"
+    acl_consul.faults.error(health, status=500, body=f"ACL not found for token {TOKEN}")
+    agent = start_agent(stack.agent_args(acl_consul.address, "--log-level", "debug"), env={"CONSUL_HTTP_TOKEN": TOKEN})
+    failed = wait_event(agent, "consul query failed")
+    assert "ACL not found for token <redacted>" in failed[0]["error"]
+    url = metrics_url(agent)
+    wait_until(lambda: "<redacted>" in str(healthz(url)[1].get("consul_error", "")), message="/healthz quotes it")
+    assert_nowhere(agent, [TOKEN])
+
+    acl_consul.faults.clear()
+    acl_consul.faults.non_json(health, body=f"<html>bad gateway {TOKEN}</html>")
+    wait_event(agent, "consul query failed", count=1, timeout=15)
+    wait_until(
+        lambda: any("is not JSON" in e["error"] for e in events(agent, "consul query failed")),
+        message="the non-JSON answer was reported",
+    )
+    assert_nowhere(agent, [TOKEN])
+    acl_consul.faults.clear()
+    stack.wait_serving(backends, {"b1"}, message="synced once the server answers properly")
+    assert_nowhere(agent, [TOKEN])

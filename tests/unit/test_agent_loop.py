@@ -150,22 +150,28 @@ def test_an_unreadable_service_does_not_hold_back_the_others(consul: FakeConsul,
 
 
 def test_the_loop_does_not_spin_while_it_waits(consul: FakeConsul, run: Any) -> None:
-    """Not ready (every read fails): the loop sleeps between looks instead of busy-looping."""
+    """Not ready (every read fails): the loop sleeps between looks instead of busy-looping.
+
+    The old loop computed a wake-up of 0 s whenever a quiescence deadline had passed while
+    the store was not ready, and spun at 100 % CPU. Events may wake it (failures arrive);
+    the timeouts it picks must not be zero.
+    """
     for n in range(N):
         consul.fail_reads[f"s{n}"] = 500
     running = run(FakeSink())
-    calls = 0
-    original = running.agent._decide
+    short = 0
+    original = running.agent._next_wake
 
-    def counting(now: float) -> None:
-        nonlocal calls
-        calls += 1
-        original(now)
+    def recording(now: float, next_watchdog: float | None) -> float:
+        nonlocal short
+        wake = original(now, next_watchdog)
+        short += wake < 0.005
+        return float(wake)
 
-    running.agent._decide = counting
+    running.agent._next_wake = recording
     deadline = time.monotonic() + 1.0
     wait_until(lambda: time.monotonic() >= deadline, message="a second passes")
-    assert calls < 200, f"{calls} loop turns in one second"
+    assert short == 0, f"{short} zero-length waits in one second"
 
 
 def test_the_watchdog_is_fed_while_a_slow_apply_runs(consul: FakeConsul, run: Any) -> None:
@@ -178,3 +184,27 @@ def test_the_watchdog_is_fed_while_a_slow_apply_runs(consul: FakeConsul, run: An
     gaps = [b - a for a, b in zip(notifier.pings, notifier.pings[1:], strict=False)]
     assert gaps
     assert max(gaps) < 1.0, f"watchdog gaps {max(gaps):.2f}s during a 1.5 s apply"
+
+
+def test_syncer_healthy_is_computed_at_scrape_time(consul: FakeConsul) -> None:
+    """It used to change only when someone requested /healthz."""
+    from prometheus_client import generate_latest  # noqa: PLC0415
+
+    agent = Agent(
+        settings(),
+        sink_factory=lambda s: FakeSink(),
+        client_factory=lambda s: cast(ConsulClient, consul),
+        notifier=FakeNotifier(),
+    )
+
+    def scraped() -> str:
+        line = next(
+            x for x in generate_latest(agent.metrics.registry).decode().splitlines() if x.startswith("syncer_healthy ")
+        )
+        return line.split()[1]
+
+    assert scraped() == "0.0"  # starting
+    agent.health.applied()
+    assert scraped() == "1.0"
+    agent.store.failing["catalog:services"] = agent._clock() - 3600  # failing for an hour
+    assert scraped() == "0.0"

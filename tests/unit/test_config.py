@@ -94,9 +94,10 @@ def test_token_from_env_or_file(tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text("from-file\n")
     assert config.load(None, env={"CONSUL_HTTP_TOKEN_FILE": str(token_file)}).consul.token == "from-file"
+    # CONSUL_HTTP_TOKEN_FILE wins over CONSUL_HTTP_TOKEN, as in Consul's client (api/api.go).
     assert (
         config.load(None, env={"CONSUL_HTTP_TOKEN": "from-env", "CONSUL_HTTP_TOKEN_FILE": str(token_file)}).consul.token
-        == "from-env"
+        == "from-file"
     )
     # A token-file flag wins over the environment, as flags do.
     settings = config.load(

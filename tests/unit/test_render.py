@@ -46,13 +46,25 @@ def test_output_is_deterministic_whatever_the_input_order() -> None:
 
 
 def test_a_user_template_cannot_print_nginx_syntax(tmp_path: Path) -> None:
-    """finalize re-checks every printed value, whatever the template does."""
+    """finalize re-checks every printed value, whatever the template does: the server whose
+    value it is goes, the rest stays."""
     template = tmp_path / "t.j2"
     template.write_text(
-        "{% for u in upstreams %}{% for s in u.servers %}{{ s.meta | join(' ') }}{% endfor %}{% endfor %}"
+        "{% for u in upstreams %}{% for s in u.servers %}{{ s.address }} {{ s.meta | join(' ') }}\n"
+        "{% endfor %}{% endfor %}"
     )
+    renderer = Renderer(template)
+    out = renderer.render(desired(web=[Server("10.0.0.1", 80, meta=(("a", "b"),)), Server("10.0.0.2", 80)]))
+    assert out == "10.0.0.2 \n"
+    assert [(r.service, r.reason) for r in renderer.refusals] == [("web", 'contains "\'", which is nginx syntax')]
+
+
+def test_a_value_printed_outside_any_server_still_fails_the_render(tmp_path: Path) -> None:
+    """Nothing to leave out: the whole render is refused (the previous file stays)."""
+    template = tmp_path / "t.j2"
+    template.write_text("{{ 'a;b' }}{% for u in upstreams %}{{ u.name }}{% endfor %}")
     with pytest.raises(RenderError, match="nginx syntax"):
-        Renderer(template).render(desired(web=[Server("10.0.0.1", 80, meta=(("a", "b"),))]))
+        Renderer(template).render(desired(web=[Server("10.0.0.1", 80)]))
 
 
 def test_a_user_template_may_print_tags_one_by_one(tmp_path: Path) -> None:

@@ -78,15 +78,15 @@ def test_meta_keys_set_nginx_server_parameters(meta: dict[str, str], expected: d
         ({"port": 65536}, "port"),
         ({"port": "80"}, "port"),
         ({"port": True}, "port"),
-        ({"Tags": ["ok", "bad;tag"]}, "Service.Tags[]"),
-        ({"Tags": ["{"]}, "Service.Tags[]"),
-        ({"Meta": {"owner": "a b"}}, "Service.Meta.owner"),
-        ({"Meta": {"x": "#comment"}}, "Service.Meta.x"),
+        ({"Tags": ["ok", 7]}, "Service.Tags[]"),
+        ({"Tags": "not-a-list"}, "Service.Tags"),
+        ({"Meta": {"owner": None}}, "Service.Meta.owner"),
+        ({"Meta": ["x"]}, "Service.Meta"),
         ({"Meta": {"nginx_max_fails": "lots"}}, "Service.Meta.nginx_max_fails"),
         ({"Meta": {"nginx_fail_timeout": "10s;"}}, "Service.Meta.nginx_fail_timeout"),
         ({"Weights": {"Passing": 0, "Warning": 1}}, "Service.Weights.Passing"),
         ({"Weights": {"Passing": 70000, "Warning": 1}}, "Service.Weights.Passing"),
-        ({"instance": "id'quote"}, "Service.ID"),
+        ({"instance": 42}, "Service.ID"),
     ],
 )
 def test_dangerous_or_invalid_values_reject_only_that_instance(overrides: dict[str, Any], field: str) -> None:
@@ -100,6 +100,23 @@ def test_dangerous_or_invalid_values_reject_only_that_instance(overrides: dict[s
     assert rejection.field == field
     assert rejection.reason
     assert rejection.service == "web"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"Tags": ["ok", "bad;tag"]},
+        {"Tags": ["{"]},
+        {"Meta": {"owner": "a b"}},
+        {"Meta": {"x": "#comment"}},
+        {"instance": "id'quote"},
+    ],
+)
+def test_tags_meta_and_ids_that_nginx_never_sees_ride_along(overrides: dict[str, Any]) -> None:
+    """Values that are nginx syntax but never reach nginx do not cost the instance."""
+    result = health_entries("web", [entry(**overrides)], Rules())
+    assert result.rejections == ()
+    assert len(result.servers) == 1
 
 
 def test_ipv6_addresses_are_bracketed_in_endpoints() -> None:
