@@ -106,6 +106,7 @@ class _Chain:
         self.config = config
         self.services = services
         self.pools: dict[str, Upstream] = {}
+        self.standby: set[str] = set()  # pools of 0 % split legs
 
     # resolver hop ------------------------------------------------------------------------
     def resolve(self, service: str, subset: str, depth: int = 0) -> tuple[str, str]:
@@ -179,8 +180,11 @@ class _Chain:
         else:
             splitter = self.config.splitters.get(service) if self.config.l7(service) else None
             sticky = splitter.sticky if splitter else None
+            split = self.split(service)
+            # a 0 % leg takes no traffic but keeps its pool: a canary set to 0 stays ready
+            self.standby.update(self.target(svc, sub) for svc, sub, units in split if units == 0)
             legs = _healthy_legs(
-                [Leg(self.target(svc, sub), units) for svc, sub, units in self.split(service) if units > 0],
+                [Leg(self.target(svc, sub), units) for svc, sub, units in split if units > 0],
                 {name for name, up in self.pools.items() if up.empty},
             )
             if len(legs) == 1:
@@ -262,6 +266,6 @@ def compile_routing(
             errors[entry] = str(exc)
             continue
         tables[entry] = table
-        used = table.pools()
+        used = table.pools() | chain.standby
         pools.update({name: up for name, up in chain.pools.items() if name in used})
     return Compiled(pools, tables, errors, tuple(notes))

@@ -114,3 +114,9 @@ def test_referenced_services() -> None:
     raw = (HTTP, {**RESOLVER, "Failover": {"*": {"Service": "legacy"}}},
            {"Kind": "service-router", "Name": "web", "Routes": [{"Destination": {"Service": "api"}}]})  # fmt: skip
     assert referenced_services(config(*raw)) == {"web", "legacy", "api"}
+
+
+def test_a_zero_percent_leg_keeps_its_pool() -> None:
+    compiled = compile_routing(config(HTTP, RESOLVER, split((100, "v1"), (0, "v2"))), {"web": WEB}, ["web"])
+    assert compiled.tables["web"].default.legs == (Leg("web.v1", 10000),)
+    assert "web.v2" in compiled.pools
