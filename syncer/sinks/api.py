@@ -271,7 +271,6 @@ class ApiSink:
 
     def apply(self, desired: Desired, *, reconcile: bool = False) -> ApplyResult:
         done = _Round()
-        routed = 0  # routing tables written (docs/routing.md)
         try:
             if self._acked is None or reconcile:
                 self._refresh()
