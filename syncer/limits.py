@@ -48,7 +48,9 @@ class Limits:
 
 
 def contract_path() -> Path:
-    return resources.lua_dir() / "syncer" / "limits.json"
+    """The copy shipped with this Python code (same version by construction); an operator's
+    SYNCER_LUA_DIR is nginx's business and may not be installed yet."""
+    return resources.shipped_lua_dir() / "syncer" / "limits.json"
 
 
 def _range(raw: Any) -> Range:

@@ -192,6 +192,11 @@ class ConsulClient:
         except (requests.ConnectionError, requests.Timeout) as exc:
             reason = self._redact(_reason(exc))
             raise ConsulError(f"Consul at {self.base_url} unreachable: {type(exc).__name__}: {reason}") from None
+        except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as exc:
+            reason = self._redact(_reason(exc))
+            raise ConsulError(
+                f"Consul at {self.base_url} sent a broken answer: {type(exc).__name__}: {reason}"
+            ) from None
         except (requests.RequestException, UnicodeError, ValueError) as exc:
             # Not the network: the request could not be built (a header the HTTP library
             # refuses, say). Its text may quote the header: never pass it on unredacted.
@@ -268,26 +273,32 @@ class ConsulClient:
         """``/v1/health/state/any``: every check in the datacenter; its index is the checks table's."""
         return self._blocking("/v1/health/state/any", index, wait, [])
 
-    def leader(self, timeout: float) -> str:
-        """``/v1/status/leader`` on its own short timeout: is Consul answering at all?
+    def checks_index(self, timeout: float) -> int | None:
+        """The liveness probe: the checks table's index, on its own short timeout.
 
-        A Consul that accepts connections and never answers (SIGSTOP, a hung server)
-        would otherwise be invisible for a blocking query's whole wait.
+        ``/v1/health/state/critical`` filtered to nothing: a tiny answer whose
+        ``X-Consul-Index`` is the same table index the check detector blocks on. Any HTTP
+        answer means Consul is alive (None when it refused us the index, e.g. an ACL);
+        only no answer at all raises. An index below the detector's means Consul restarted
+        or restored a snapshot while the detector sat in a blocking query that, on the new
+        state, would not return until its wait ran out.
         """
         http = self._consul.http
+        params = [("filter", 'CheckID == "syncer-liveness-probe"')]
         try:
             response = http.session.get(
-                http.uri("/v1/status/leader", []),
+                http.uri("/v1/health/state/critical", params),
                 headers=dict(self._headers),
                 verify=http.verify,
                 cert=http.cert,
                 timeout=timeout,
             )
         except requests.RequestException as exc:
-            raise ConsulError(f"Consul at {self.base_url} unreachable: {type(exc).__name__}: {_reason(exc)}") from exc
+            reason = self._redact(_reason(exc))
+            raise ConsulError(f"Consul at {self.base_url} unreachable: {type(exc).__name__}: {reason}") from None
         if response.status_code != 200:
-            raise ConsulError(_describe(response.status_code, response.text), status=response.status_code)
-        return str(response.text).strip().strip('"')
+            return None
+        return _int_header(response.headers, "X-Consul-Index")
 
     # --- config entries (traffic steering, docs/routing.md) ------------------------------
     def config_entries(self, kind: str, index: int = 0, wait: float = 300.0) -> Answer:

@@ -154,6 +154,8 @@ class Watch:
         started = time.monotonic()
         sent = self.index
         answer = self.source.fetch(sent, jittered_wait(self._options.wait(), self._rng))
+        if self.stopped.is_set():
+            return  # replaced or stopped while the query was in flight: its answer is stale
         if self._options.metrics is not None:
             self._options.metrics.consul_latency.labels(self.source.kind, str(sent >= 1).lower()).observe(
                 time.monotonic() - started

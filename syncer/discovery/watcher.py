@@ -18,8 +18,10 @@ of reader threads; only a change of the normalized content reaches the agent. A 
 re-reads each service at least every ``resync_interval`` as a safety net for what no
 detector shows (a node's address changing under services without an address of their own).
 Other sources (config entries, KV) are classic long polls, one connection each. A
-liveness probe (``/v1/status/leader`` on a short timeout) notices a Consul that accepts
-connections and never answers, and once Consul answers again it cuts every backoff short.
+liveness probe (``/v1/health/state/critical`` filtered to nothing, on a short timeout)
+notices a Consul that accepts connections and never answers, cuts every backoff short once
+it answers again, and restarts the detectors when its index shows that Consul restarted or
+restored a snapshot underneath their blocking queries.
 
 Connections: long polls + readers + the probe <= ``max_connections``; the client's HTTP
 pool (``pool_block=True``) enforces the same cap underneath.
@@ -471,7 +473,7 @@ class Watcher:
         opts = self._options
         while not self._stopped.is_set():
             try:
-                self._client.leader(opts.liveness_timeout)
+                index = self._client.checks_index(opts.liveness_timeout)
             except ConsulError as exc:
                 if not self._consul_down:
                     self._consul_down = True
@@ -481,6 +483,9 @@ class Watcher:
                 self._emit(WatchFailed(LIVENESS_KEY, str(exc), exc.status, 1, time.monotonic()))
                 self._stopped.wait(1.0)
                 continue
+            detector = self._long_polls.get(HealthStateSource.key)
+            if index is not None and detector is not None and 0 < index < detector.high_water:
+                self._restart_after_reset(detector.high_water, index)
             if self._consul_down:
                 self._consul_down = False
                 log.info("consul answers again; cutting every backoff short")
@@ -489,6 +494,22 @@ class Watcher:
             if opts.metrics is not None:
                 opts.metrics.consul_up.set(1)
             self._stopped.wait(opts.liveness_interval)
+
+    def _restart_after_reset(self, high: int, got: int) -> None:
+        """Consul's checks index is below what the detector last saw: it restarted or
+        restored a snapshot, and the detectors' blocking queries (asking for an index the
+        new state has not reached) would hang for their whole wait. Start them afresh,
+        tell the store, and read every service again."""
+        log.warning("consul's index went backwards under the detectors; restarting them", high=high, got=got)
+        self._emit(ConsulStateReset(LIVENESS_KEY, high, got, time.monotonic()))
+        for key, old in list(self._long_polls.items()):
+            old.stop()  # its thread ends when its query returns; the answer is dropped
+            emit = self._on_checks if key == HealthStateSource.key else self._on_catalog
+            self._start_long_poll(
+                old.source, emit if key in (HealthStateSource.key, CatalogDetectorSource.key) else self._emit
+            )
+        with self._lock:
+            self._sweep(self._clock())
 
     def _kick(self) -> None:
         for watch in list(self._long_polls.values()):

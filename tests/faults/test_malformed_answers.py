@@ -16,7 +16,7 @@ from tests.faults.scenario import change_under_fault
 from tests.stack import BOTH_MODES, HEALTH_PATH, Stack
 
 FAULTS: dict[str, tuple[Callable[[DevConsul], Fault], str]] = {
-    "truncated": (lambda dev: dev.faults.truncate(HEALTH_PATH), "unreachable: ChunkedEncodingError"),
+    "truncated": (lambda dev: dev.faults.truncate(HEALTH_PATH), "sent a broken answer: ChunkedEncodingError"),
     "non-json": (lambda dev: dev.faults.non_json(HEALTH_PATH), "is not JSON"),
 }
 

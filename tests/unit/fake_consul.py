@@ -171,10 +171,11 @@ class FakeConsul:
         finally:
             self._leave()
 
-    def leader(self, timeout: float) -> str:
-        self._enter("status/leader")
+    def checks_index(self, timeout: float) -> int | None:
+        self._enter("health/state/critical")
         self._leave()
-        return "127.0.0.1:8300"
+        with self.cond:
+            return self.checks_table
 
     def close(self) -> None:
         pass
