@@ -283,7 +283,9 @@ class ApiSink:
                 self._refresh()
                 plan = self._plan(desired)
                 self._push_all(plan, done)
-            if self._routes.sync(desired.routing):  # after the pools they point at
+            # After the pools they point at. Without routing the endpoint's /routes is never
+            # touched (an agent run without --routing must not depend on it).
+            if (desired.routing or self._routes.holds_tables()) and self._routes.sync(desired.routing):
                 done.steps.append(("routes", "ok"))
         except AdminError as exc:
             self._acked = None  # we no longer know what nginx holds: re-read next time

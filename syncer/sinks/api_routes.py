@@ -43,6 +43,10 @@ class RoutesPusher:
             raise AdminError("GET /routes: answer lacks routes")
         return {name: _canonical(v.get("table")) for name, v in tables.items() if isinstance(v, dict)}
 
+    def holds_tables(self) -> bool:
+        """Whether this sink has pushed (or read back) routing tables it may need to remove."""
+        return bool(self._acked)
+
     def sync(self, tables: Mapping[str, RouteTable]) -> int:
         """Push what changed; returns the number of writes."""
         if self._acked is None:
