@@ -85,6 +85,7 @@ class WatcherOptions:
     liveness_timeout: float = 2.0
     read_backoff_initial: float = 0.25
     read_backoff_max: float = 10.0
+    long_poll_backoff_max: float = 2.0
     metrics: Metrics | None = None
 
     @property
@@ -221,6 +222,10 @@ class Watcher:
             wait=lambda: self._options.wait,
             max_query_rate=self._options.max_query_rate,
             max_last_contact=self._options.max_last_contact,
+            # A handful of long polls at most: retrying each every ~2 s costs a down Consul
+            # nothing, and a Consul that comes back is followed within about a second even
+            # when the liveness probe's kick is missed.
+            backoff_max=self._options.long_poll_backoff_max,
             metrics=self._options.metrics,
         )
         watch = Watch(source, emit, options, self._rng)
