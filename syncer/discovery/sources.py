@@ -7,13 +7,13 @@ A source knows how to ask (``fetch``) and how to read the answer (``read``); the
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from syncer.discovery.client import Answer, ConsulClient
-from syncer.discovery.events import CatalogChanged, ServiceChanged
-from syncer.discovery.normalize import AnswerInvalid, Rules, catalog_service_names, health_entries
+from syncer.discovery.events import ServiceChanged
+from syncer.discovery.normalize import AnswerInvalid, Rules, health_entries
 from syncer.model import rendered_view
 
 
@@ -50,25 +50,6 @@ class HealthSource:
             self.service, result.servers, result.rejections, result.skipped_warning, index, time.monotonic()
         )
         return fingerprint, event
-
-
-class CatalogSource:
-    """``/v1/catalog/services``, reduced to the names that carry one of the selecting tags."""
-
-    key = "catalog:services"
-    kind = "catalog_services"
-
-    def __init__(self, client: ConsulClient, tags: Sequence[str]) -> None:
-        self._client = client
-        self._tags = tuple(tags)
-
-    def fetch(self, index: int, wait: float) -> Answer:
-        return self._client.catalog_services(index=index, wait=wait)
-
-    def read(self, answer: Answer, index: int) -> tuple[object, CatalogChanged]:
-        names, rejections = catalog_service_names(answer.body, self._tags)
-        frozen = frozenset(names)
-        return (frozen, tuple(rejections)), CatalogChanged(frozen, tuple(rejections), time.monotonic())
 
 
 # --- change detectors: two blocking queries that stand for every watched service --------

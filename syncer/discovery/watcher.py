@@ -210,11 +210,6 @@ class Watcher:
         with self._lock:
             self._enqueue("confirm", service, 0)
 
-    @property
-    def watched(self) -> frozenset[str]:
-        with self._lock:
-            return frozenset(self._services)
-
     # --- long polls --------------------------------------------------------------------
 
     def _start_long_poll(self, source: Source, emit: Callable[[Any], None]) -> None:
